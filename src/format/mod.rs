@@ -1,0 +1,3 @@
+//! Bytes to model and back: `.params` NDArray lists and symbol JSON.
+
+pub mod params;

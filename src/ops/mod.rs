@@ -1,0 +1,138 @@
+//! Operator registry. Each operator family lives in its own module and adds
+//! its [`OpDef`]s to the registry; the registry is open (a name → definition
+//! map), so operators can be added without touching the executor.
+
+pub mod attrs;
+
+use crate::dtype::DType;
+use crate::error::Result;
+use crate::graph::{Attrs, Graph};
+use crate::tensor::Tensor;
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+pub use attrs::AttrReader;
+
+/// A shape; `None` in inference slots means "not known yet".
+pub type Shape = Vec<usize>;
+
+/// What an operator needs to know about its node when it is instantiated.
+pub struct NodeCtx<'a> {
+    pub name: &'a str,
+    pub op: &'a str,
+    pub attrs: &'a Attrs,
+    pub subgraphs: &'a [Graph],
+}
+
+impl<'a> NodeCtx<'a> {
+    /// Attribute reader whose errors name this node.
+    pub fn reader(&self) -> AttrReader<'a> {
+        AttrReader::new(self.name, self.op, self.attrs)
+    }
+}
+
+/// An operator instance bound to one node's attributes.
+pub trait Op: Send + Sync {
+    /// Infers output shapes from input shapes. It may fill unknown input
+    /// shapes it can deduce (weights from data, labels from data). Returns
+    /// `Ok(None)` while too little is known, an error when shapes disagree.
+    fn infer_shape(&self, inputs: &mut [Option<Shape>]) -> Result<Option<Vec<Shape>>>;
+
+    /// Infers output dtypes; the default makes every input and output float32.
+    fn infer_type(&self, inputs: &mut [Option<DType>], num_outputs: usize) -> Result<Vec<DType>> {
+        for t in inputs.iter_mut() {
+            t.get_or_insert(DType::F32);
+        }
+        Ok(vec![DType::F32; num_outputs])
+    }
+
+    /// Called once at bind with the inputs whose values are fixed for the
+    /// life of the executor (parameters); lets an op pack weights ahead of time.
+    fn prepare(&mut self, _constants: &[Option<&Tensor>]) -> Result<()> {
+        Ok(())
+    }
+
+    /// Computes every output. Output tensors arrive allocated with the
+    /// inferred shapes and dtypes.
+    fn forward(&self, inputs: &[&Tensor], outputs: &mut [Tensor]) -> Result<()>;
+}
+
+/// Static facts about an operator, used by graph code even for operators
+/// that cannot run yet.
+pub struct OpDef {
+    pub name: &'static str,
+    pub aliases: &'static [&'static str],
+    /// Input names for the given attributes (e.g. `data, weight, bias`).
+    pub inputs: fn(&Attrs) -> Vec<String>,
+    /// Names of all outputs, hidden ones included (e.g. `output, mean, var`).
+    pub outputs: fn(&Attrs) -> Vec<String>,
+    /// How many leading outputs are visible to users.
+    pub visible_outputs: fn(&Attrs) -> usize,
+    /// Input indices the operator mutates; variables feeding them are auxiliary states.
+    pub mutate_inputs: &'static [usize],
+    /// Instantiates the operator for a node; `None` when it is not implemented.
+    pub create: Option<fn(&NodeCtx) -> Result<Box<dyn Op>>>,
+}
+
+/// Input-name function for the common single-input operators.
+pub fn data_input(_: &Attrs) -> Vec<String> {
+    vec!["data".into()]
+}
+
+/// Output-name function for single-output operators.
+pub fn single_output(_: &Attrs) -> Vec<String> {
+    vec!["output".into()]
+}
+
+/// Visible-output function that shows every output.
+pub fn all_visible(_: &Attrs) -> usize {
+    usize::MAX
+}
+
+/// The process-wide registry.
+pub struct Registry {
+    ops: HashMap<&'static str, &'static OpDef>,
+}
+
+impl Registry {
+    /// Adds `def` under its name and aliases; a later registration replaces an earlier one.
+    pub fn add(&mut self, def: OpDef) {
+        let def: &'static OpDef = Box::leak(Box::new(def));
+        self.ops.insert(def.name, def);
+        for alias in def.aliases {
+            self.ops.insert(alias, def);
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&'static OpDef> {
+        self.ops.get(name).copied()
+    }
+
+    /// Every registered name, aliases included, sorted.
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut v: Vec<_> = self.ops.keys().copied().collect();
+        v.sort_unstable();
+        v
+    }
+}
+
+/// Returns the registry, building it on first use.
+pub fn registry() -> &'static Registry {
+    static REGISTRY: OnceLock<Registry> = OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        let mut r = Registry {
+            ops: HashMap::new(),
+        };
+        register_all(&mut r);
+        r
+    })
+}
+
+/// Looks an operator up by name or alias.
+pub fn lookup(name: &str) -> Option<&'static OpDef> {
+    registry().get(name)
+}
+
+fn register_all(_r: &mut Registry) {
+    // Operator families register here.
+}
