@@ -70,9 +70,10 @@ pub struct OpDef {
     pub visible_outputs: fn(&Attrs) -> usize,
     /// Input indices the operator mutates; variables feeding them are auxiliary states.
     pub mutate_inputs: &'static [usize],
-    /// Instantiates the operator for a node; `None` when it is not implemented.
-    pub create: Option<fn(&NodeCtx) -> Result<Box<dyn Op>>>,
 }
+
+/// Instantiates an operator for one node.
+pub type CreateFn = fn(&NodeCtx) -> Result<Box<dyn Op>>;
 
 /// Input-name function for the common single-input operators.
 pub fn data_input(_: &Attrs) -> Vec<String> {
@@ -89,9 +90,11 @@ pub fn all_visible(_: &Attrs) -> usize {
     usize::MAX
 }
 
-/// The process-wide registry.
+/// The process-wide registry: static facts (`OpDef`) for every operator the
+/// graph code knows, and a constructor for every operator that can run.
 pub struct Registry {
     ops: HashMap<&'static str, &'static OpDef>,
+    impls: HashMap<&'static str, CreateFn>,
 }
 
 impl Registry {
@@ -104,8 +107,19 @@ impl Registry {
         }
     }
 
+    /// Registers the implementation of the operator named `name` (its canonical name).
+    pub fn implement(&mut self, name: &'static str, create: CreateFn) {
+        self.impls.insert(name, create);
+    }
+
     pub fn get(&self, name: &str) -> Option<&'static OpDef> {
         self.ops.get(name).copied()
+    }
+
+    /// The constructor for `name` (canonical name or alias), if implemented.
+    pub fn constructor(&self, name: &str) -> Option<CreateFn> {
+        let canonical = self.get(name).map_or(name, |d| d.name);
+        self.impls.get(canonical).or_else(|| self.impls.get(name)).copied()
     }
 
     /// Every registered name, aliases included, sorted.
@@ -122,6 +136,7 @@ pub fn registry() -> &'static Registry {
     REGISTRY.get_or_init(|| {
         let mut r = Registry {
             ops: HashMap::new(),
+            impls: HashMap::new(),
         };
         register_all(&mut r);
         r
@@ -133,6 +148,7 @@ pub fn lookup(name: &str) -> Option<&'static OpDef> {
     registry().get(name)
 }
 
+/// Registers every operator family. Facts first, then implementations.
 fn register_all(_r: &mut Registry) {
-    // Operator families register here.
+    // Operator families register here, one line each.
 }
