@@ -44,3 +44,41 @@ pub struct Graph {
     /// Graph-level attributes other than `mxnet_version`, as raw JSON values.
     pub attrs: BTreeMap<String, serde_json::Value>,
 }
+
+impl Graph {
+    /// Node ids reachable from the heads in MXNet's order: iterative
+    /// post-order DFS from each head in turn, visiting a node's inputs in
+    /// order and then its control dependencies, each node once.
+    pub fn post_order(&self) -> Vec<usize> {
+        let mut visited = vec![false; self.nodes.len()];
+        let mut order = Vec::new();
+        for head in &self.heads {
+            if head.node >= self.nodes.len() || visited[head.node] {
+                continue;
+            }
+            // Stack of (node, next child position).
+            let mut stack = vec![(head.node, 0usize)];
+            visited[head.node] = true;
+            while let Some(&mut (id, ref mut pos)) = stack.last_mut() {
+                let node = &self.nodes[id];
+                let children = node.inputs.len() + node.control_deps.len();
+                if *pos < children {
+                    let child = if *pos < node.inputs.len() {
+                        node.inputs[*pos].node
+                    } else {
+                        node.control_deps[*pos - node.inputs.len()]
+                    };
+                    *pos += 1;
+                    if child < self.nodes.len() && !visited[child] {
+                        visited[child] = true;
+                        stack.push((child, 0));
+                    }
+                } else {
+                    order.push(id);
+                    stack.pop();
+                }
+            }
+        }
+        order
+    }
+}

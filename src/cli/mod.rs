@@ -1,0 +1,19 @@
+//! Subcommands of the `mxnet-int8` command-line tool.
+
+use mxnet::{Error, Result};
+
+const USAGE: &str = "usage:
+  mxnet-int8 inspect MODEL-symbol.json [MODEL-0000.params]
+  mxnet-int8 run MODEL-symbol.json MODEL-0000.params (--input x.npy | --shape 1,3,224,224) [--output y.npy]
+  mxnet-int8 bench MODEL-symbol.json MODEL-0000.params --shape 1,3,224,224 [--runs N] [--warmup N]";
+
+/// Runs the subcommand named by the first argument.
+pub fn dispatch(args: &[String]) -> Result<()> {
+    match args.first().map(String::as_str) {
+        Some("-h") | Some("--help") | Some("help") | None => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => Err(Error::invalid(format!("unknown command {other:?}\n{USAGE}"))),
+    }
+}
