@@ -8,6 +8,7 @@ pub mod dtype;
 pub mod error;
 pub mod format;
 pub mod graph;
+pub mod kernels;
 pub mod ops;
 pub mod tensor;
 

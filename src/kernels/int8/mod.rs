@@ -1,0 +1,1 @@
+//! Int8 kernels: quantized convolution, GEMM, pooling and requantization.
