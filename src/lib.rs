@@ -6,6 +6,7 @@
 pub mod capi;
 pub mod dtype;
 pub mod error;
+pub mod executor;
 pub mod format;
 pub mod graph;
 pub mod kernels;

@@ -64,6 +64,17 @@ pub struct Tensor {
     data: Buffer,
 }
 
+/// An empty float32 tensor of shape `[0]`, used as a placeholder.
+impl Default for Tensor {
+    fn default() -> Self {
+        Tensor {
+            dtype: DType::F32,
+            shape: vec![0],
+            data: Buffer::default(),
+        }
+    }
+}
+
 impl std::fmt::Debug for Tensor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Tensor({}, {:?})", self.dtype, self.shape)

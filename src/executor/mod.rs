@@ -1,0 +1,382 @@
+//! Binds a graph to parameters and input shapes, then runs it.
+//!
+//! Binding infers every shape and dtype, instantiates each operator, lets it
+//! prepare its constant inputs, and allocates every entry once, so a forward
+//! pass allocates no tensors.
+
+mod infer;
+pub mod pool;
+
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::graph::Graph;
+use crate::ops::{registry, NodeCtx, Op, Shape};
+use crate::tensor::Tensor;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// What a graph is bound to.
+#[derive(Default, Clone)]
+pub struct BindSpec {
+    /// Shapes of inputs by variable name (arguments or aux states).
+    pub input_shapes: Vec<(String, Shape)>,
+    /// Dtypes of inputs not typed by a parameter.
+    pub input_dtypes: Vec<(String, DType)>,
+    /// Argument values by name (no `arg:` prefix).
+    pub args: HashMap<String, Arc<Tensor>>,
+    /// Auxiliary-state values by name (no `aux:` prefix).
+    pub aux: HashMap<String, Arc<Tensor>>,
+}
+
+/// Storage of one graph entry.
+enum Value {
+    /// A parameter shared with other executors (read-only here).
+    Shared(Arc<Tensor>),
+    /// An input or an operator output owned by this executor.
+    Owned(Tensor),
+}
+
+impl Value {
+    fn tensor(&self) -> &Tensor {
+        match self {
+            Value::Shared(t) => t,
+            Value::Owned(t) => t,
+        }
+    }
+}
+
+/// One operator application in execution order.
+struct Step {
+    node: usize,
+    op: Box<dyn Op>,
+    inputs: Vec<usize>,
+    outputs: Vec<usize>,
+}
+
+/// A bound graph, ready to run.
+pub struct Executor {
+    graph: Arc<Graph>,
+    spec: BindSpec,
+    steps: Vec<Step>,
+    values: Vec<Value>,
+    /// First entry id of each node; entry id = base + output index.
+    entry_base: Vec<usize>,
+    arguments: Vec<(String, usize)>,
+    aux_states: Vec<(String, usize)>,
+    outputs: Vec<usize>,
+    output_names: Vec<String>,
+}
+
+/// Number of outputs (hidden ones included) of a node.
+pub fn node_output_count(graph: &Graph, node: usize) -> usize {
+    let n = &graph.nodes[node];
+    if n.is_variable() {
+        return 1;
+    }
+    registry()
+        .get(&n.op)
+        .map_or(1, |d| (d.outputs)(&n.attrs).len().max(1))
+}
+
+fn node_output_name(graph: &Graph, node: usize, index: usize) -> String {
+    let n = &graph.nodes[node];
+    if n.is_variable() {
+        return n.name.clone();
+    }
+    let names = registry()
+        .get(&n.op)
+        .map(|d| (d.outputs)(&n.attrs))
+        .unwrap_or_default();
+    let out = names.get(index).cloned().unwrap_or_else(|| {
+        if index == 0 && names.len() <= 1 {
+            "output".to_string()
+        } else {
+            format!("output{index}")
+        }
+    });
+    if n.name.is_empty() {
+        out
+    } else {
+        format!("{}_{}", n.name, out)
+    }
+}
+
+/// Splits the variables reachable from the heads into arguments and auxiliary
+/// states, each in MXNet's DFS order. A variable is an auxiliary state when
+/// some consumer mutates the input it feeds.
+pub fn variable_roles(graph: &Graph, order: &[usize]) -> (Vec<usize>, Vec<usize>) {
+    let mut mutated = vec![false; graph.nodes.len()];
+    for &id in order {
+        let n = &graph.nodes[id];
+        if let Some(def) = registry().get(&n.op) {
+            for &i in def.mutate_inputs {
+                if let Some(e) = n.inputs.get(i) {
+                    mutated[e.node] = true;
+                }
+            }
+        }
+    }
+    let vars = order.iter().copied().filter(|&id| graph.nodes[id].is_variable());
+    vars.partition(|&id| !mutated[id])
+}
+
+impl Executor {
+    /// Binds `graph`: infers shapes and dtypes, instantiates and prepares
+    /// operators, and allocates every entry. Parameters that `spec` does not
+    /// provide are zero-filled.
+    pub fn bind(graph: Arc<Graph>, spec: BindSpec) -> Result<Executor> {
+        let order = graph.post_order();
+        let mut entry_base = Vec::with_capacity(graph.nodes.len());
+        let mut total = 0usize;
+        for id in 0..graph.nodes.len() {
+            entry_base.push(total);
+            total += node_output_count(&graph, id);
+        }
+        let (arg_nodes, aux_nodes) = variable_roles(&graph, &order);
+
+        let mut ops: HashMap<usize, Box<dyn Op>> = HashMap::new();
+        for &id in &order {
+            let n = &graph.nodes[id];
+            if n.is_variable() {
+                continue;
+            }
+            let create = registry().constructor(&n.op).ok_or_else(|| Error::UnsupportedOp {
+                op: n.op.clone(),
+                node: n.name.clone(),
+            })?;
+            let ctx = NodeCtx {
+                name: &n.name,
+                op: &n.op,
+                attrs: &n.attrs,
+                subgraphs: &n.subgraphs,
+            };
+            ops.insert(id, create(&ctx)?);
+        }
+
+        let layout = infer::Layout {
+            graph: &graph,
+            order: &order,
+            entry_base: &entry_base,
+            total,
+        };
+        let shapes = layout.infer_shapes(&ops, &spec)?;
+        let dtypes = layout.infer_types(&ops, &spec)?;
+
+        let mut values = Vec::with_capacity(total);
+        for e in 0..total {
+            values.push(Value::Owned(Tensor::zeros(dtypes[e], &shapes[e])?));
+        }
+        let named = |ids: &[usize]| -> Vec<(String, usize)> {
+            ids.iter()
+                .map(|&id| (graph.nodes[id].name.clone(), entry_base[id]))
+                .collect()
+        };
+        let arguments = named(&arg_nodes);
+        let aux_states = named(&aux_nodes);
+        for (name, e) in &arguments {
+            if let Some(t) = spec.args.get(name) {
+                values[*e] = Value::Shared(check_param(name, t, &shapes[*e], dtypes[*e])?);
+            }
+        }
+        for (name, e) in &aux_states {
+            if let Some(t) = spec.aux.get(name) {
+                values[*e] = Value::Shared(check_param(name, t, &shapes[*e], dtypes[*e])?);
+            }
+        }
+
+        let mut steps = Vec::new();
+        for &id in &order {
+            let Some(mut op) = ops.remove(&id) else { continue };
+            let n = &graph.nodes[id];
+            let inputs: Vec<usize> = n.inputs.iter().map(|e| entry_base[e.node] + e.index).collect();
+            let is_param = |e: usize| matches!(values[e], Value::Shared(_));
+            let constants: Vec<Option<&Tensor>> = inputs
+                .iter()
+                .map(|&e| is_param(e).then(|| values[e].tensor()))
+                .collect();
+            op.prepare(&constants).map_err(|e| in_node(e, &n.name, &n.op))?;
+            let count = node_output_count(&graph, id);
+            let outputs = (0..count).map(|i| entry_base[id] + i).collect();
+            steps.push(Step { node: id, op, inputs, outputs });
+        }
+
+        let outputs = graph.heads.iter().map(|h| entry_base[h.node] + h.index).collect();
+        let output_names = graph
+            .heads
+            .iter()
+            .map(|h| node_output_name(&graph, h.node, h.index))
+            .collect();
+        Ok(Executor {
+            graph,
+            spec,
+            steps,
+            values,
+            entry_base,
+            arguments,
+            aux_states,
+            outputs,
+            output_names,
+        })
+    }
+
+    /// Binds the same graph and parameters again with other input shapes.
+    pub fn reshape(&self, input_shapes: Vec<(String, Shape)>) -> Result<Executor> {
+        let mut spec = self.spec.clone();
+        spec.input_shapes = input_shapes;
+        Executor::bind(self.graph.clone(), spec)
+    }
+
+    pub fn graph(&self) -> &Arc<Graph> {
+        &self.graph
+    }
+
+    /// Argument names in MXNet's `list_arguments` order.
+    pub fn argument_names(&self) -> impl Iterator<Item = &str> {
+        self.arguments.iter().map(|(n, _)| n.as_str())
+    }
+
+    /// Auxiliary-state names in MXNet's order.
+    pub fn aux_names(&self) -> impl Iterator<Item = &str> {
+        self.aux_states.iter().map(|(n, _)| n.as_str())
+    }
+
+    /// The current value of an argument, if `name` is one.
+    pub fn argument(&self, name: &str) -> Option<&Tensor> {
+        self.arguments
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, e)| self.values[*e].tensor())
+    }
+
+    /// Overwrites an argument (an input, or even a weight) with raw bytes of its dtype.
+    pub fn set_argument(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
+        let e = self
+            .arguments
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, e)| *e)
+            .ok_or_else(|| Error::invalid(format!("cannot find input key {name:?}")))?;
+        let value = &mut self.values[e];
+        if let Value::Shared(t) = value {
+            *value = Value::Owned((**t).clone());
+        }
+        let Value::Owned(t) = value else { unreachable!() };
+        if bytes.len() != t.bytes().len() {
+            return Err(Error::invalid(format!(
+                "memory size does not match for input {name:?}: {} bytes given, {} expected ({} elements of {})",
+                bytes.len(),
+                t.bytes().len(),
+                t.numel(),
+                t.dtype()
+            )));
+        }
+        t.bytes_mut().copy_from_slice(bytes);
+        Ok(())
+    }
+
+    /// Number of steps `forward_step` accepts.
+    pub fn num_steps(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// Runs the whole graph.
+    pub fn forward(&mut self) -> Result<()> {
+        self.forward_monitored(None)
+    }
+
+    /// Runs the whole graph, calling `monitor(name, tensor)` after each
+    /// operator for each of its outputs.
+    pub fn forward_monitored(&mut self, mut monitor: Option<&mut (dyn FnMut(&str, &Tensor) + Send)>) -> Result<()> {
+        pool::pool().install(|| {
+            for i in 0..self.steps.len() {
+                self.run_step(i)?;
+                if let Some(m) = monitor.as_deref_mut() {
+                    let step = &self.steps[i];
+                    for (k, &e) in step.outputs.iter().enumerate() {
+                        m(&node_output_name(&self.graph, step.node, k), self.values[e].tensor());
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Runs step `i` only (for `MXPredPartialForward`).
+    pub fn forward_step(&mut self, i: usize) -> Result<()> {
+        if i >= self.steps.len() {
+            return Err(Error::invalid(format!(
+                "step {i} is out of range: the graph has {} steps",
+                self.steps.len()
+            )));
+        }
+        pool::pool().install(|| self.run_step(i))
+    }
+
+    fn run_step(&mut self, i: usize) -> Result<()> {
+        let step = &self.steps[i];
+        let mut outs: Vec<Tensor> = step
+            .outputs
+            .iter()
+            .map(|&e| match &mut self.values[e] {
+                Value::Owned(t) => std::mem::take(t),
+                Value::Shared(_) => unreachable!("operator outputs are never parameters"),
+            })
+            .collect();
+        let ins: Vec<&Tensor> = step.inputs.iter().map(|&e| self.values[e].tensor()).collect();
+        let result = step.op.forward(&ins, &mut outs);
+        for (&e, t) in step.outputs.iter().zip(outs) {
+            self.values[e] = Value::Owned(t);
+        }
+        let n = &self.graph.nodes[step.node];
+        result.map_err(|e| in_node(e, &n.name, &n.op))
+    }
+
+    pub fn num_outputs(&self) -> usize {
+        self.outputs.len()
+    }
+
+    /// Output `i` (a graph head).
+    pub fn output(&self, i: usize) -> Result<&Tensor> {
+        let e = self.outputs.get(i).ok_or_else(|| {
+            Error::invalid(format!(
+                "output index {i} exceeds the number of outputs ({})",
+                self.outputs.len()
+            ))
+        })?;
+        Ok(self.values[*e].tensor())
+    }
+
+    /// Output names in MXNet's `list_outputs` order.
+    pub fn output_names(&self) -> &[String] {
+        &self.output_names
+    }
+
+    /// Entry id of output `index` of `node` (for tests and tools).
+    pub fn entry(&self, node: usize, index: usize) -> usize {
+        self.entry_base[node] + index
+    }
+}
+
+/// Adds the node's name to errors that do not carry one.
+fn in_node(e: Error, node: &str, op: &str) -> Error {
+    match e {
+        Error::InvalidArgument(m) | Error::Runtime(m) => Error::Runtime(format!("node {node:?} (op {op}): {m}")),
+        other => other,
+    }
+}
+
+fn check_param(name: &str, t: &Arc<Tensor>, shape: &[usize], dtype: DType) -> Result<Arc<Tensor>> {
+    if t.shape() != shape {
+        return Err(Error::invalid(format!(
+            "parameter {name:?} has shape {:?}, the graph needs {shape:?}",
+            t.shape()
+        )));
+    }
+    if t.dtype() != dtype {
+        return Err(Error::invalid(format!(
+            "parameter {name:?} has dtype {}, the graph needs {dtype}",
+            t.dtype()
+        )));
+    }
+    Ok(t.clone())
+}
