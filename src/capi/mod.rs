@@ -132,3 +132,14 @@ impl StringArray {
         }
     }
 }
+
+/// Accepts the CPU device types (cpu, cpu_pinned, cpu_shared) and rejects the rest.
+pub fn check_device(dev_type: c_int) -> Result<()> {
+    match dev_type {
+        1 | 3 | 5 => Ok(()),
+        2 => Err(Error::invalid(
+            "GPU devices are not supported: this library runs on the CPU (dev_type 1)",
+        )),
+        other => Err(Error::invalid(format!("unknown device type {other}"))),
+    }
+}

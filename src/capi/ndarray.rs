@@ -73,12 +73,12 @@ pub unsafe extern "C" fn MXNDArrayCreateNone(out: *mut NDArrayHandle) -> c_int {
 pub unsafe extern "C" fn MXNDArrayCreate(
     shape: *const MxUint,
     ndim: MxUint,
-    _dev_type: c_int,
-    _dev_id: c_int,
-    _delay_alloc: c_int,
+    dev_type: c_int,
+    dev_id: c_int,
+    delay_alloc: c_int,
     out: *mut NDArrayHandle,
 ) -> c_int {
-    MXNDArrayCreateEx(shape, ndim, _dev_type, _dev_id, _delay_alloc, 0, out)
+    MXNDArrayCreateEx(shape, ndim, dev_type, dev_id, delay_alloc, 0, out)
 }
 
 /// Creates a zero-filled array of dtype flag `dtype`.
@@ -89,13 +89,15 @@ pub unsafe extern "C" fn MXNDArrayCreate(
 pub unsafe extern "C" fn MXNDArrayCreateEx(
     shape: *const MxUint,
     ndim: MxUint,
-    _dev_type: c_int,
-    _dev_id: c_int,
-    _delay_alloc: c_int,
+    dev_type: c_int,
+    dev_id: c_int,
+    delay_alloc: c_int,
     dtype: c_int,
     out: *mut NDArrayHandle,
 ) -> c_int {
     api_call(|| {
+        super::check_device(dev_type)?;
+        let _ = (dev_id, delay_alloc);
         let dims: Vec<usize> = c_slice(shape, ndim as usize, "shape")?
             .iter()
             .map(|&d| d as usize)
@@ -112,13 +114,15 @@ pub unsafe extern "C" fn MXNDArrayCreateEx(
 pub unsafe extern "C" fn MXNDArrayCreateEx64(
     shape: *const i64,
     ndim: c_int,
-    _dev_type: c_int,
-    _dev_id: c_int,
-    _delay_alloc: c_int,
+    dev_type: c_int,
+    dev_id: c_int,
+    delay_alloc: c_int,
     dtype: c_int,
     out: *mut NDArrayHandle,
 ) -> c_int {
     api_call(|| {
+        super::check_device(dev_type)?;
+        let _ = (dev_id, delay_alloc);
         if ndim < 0 {
             return Err(Error::invalid(format!("negative ndim {ndim}")));
         }
