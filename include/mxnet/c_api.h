@@ -63,7 +63,7 @@ int MXNDArrayCreateNone(NDArrayHandle *out);
  # Safety
  `shape` must be valid for `ndim` reads and `out` for one write.
  */
-int MXNDArrayCreate(const mx_uint *shape, mx_uint ndim, int _dev_type, int _dev_id, int _delay_alloc, NDArrayHandle *out);
+int MXNDArrayCreate(const mx_uint *shape, mx_uint ndim, int dev_type, int dev_id, int delay_alloc, NDArrayHandle *out);
 
 /*
  Creates a zero-filled array of dtype flag `dtype`.
@@ -71,7 +71,7 @@ int MXNDArrayCreate(const mx_uint *shape, mx_uint ndim, int _dev_type, int _dev_
  # Safety
  `shape` must be valid for `ndim` reads and `out` for one write.
  */
-int MXNDArrayCreateEx(const mx_uint *shape, mx_uint ndim, int _dev_type, int _dev_id, int _delay_alloc, int dtype, NDArrayHandle *out);
+int MXNDArrayCreateEx(const mx_uint *shape, mx_uint ndim, int dev_type, int dev_id, int delay_alloc, int dtype, NDArrayHandle *out);
 
 /*
  Creates a zero-filled array with 64-bit dims.
@@ -79,7 +79,7 @@ int MXNDArrayCreateEx(const mx_uint *shape, mx_uint ndim, int _dev_type, int _de
  # Safety
  `shape` must be valid for `ndim` reads and `out` for one write.
  */
-int MXNDArrayCreateEx64(const int64_t *shape, int ndim, int _dev_type, int _dev_id, int _delay_alloc, int dtype, NDArrayHandle *out);
+int MXNDArrayCreateEx64(const int64_t *shape, int ndim, int dev_type, int dev_id, int delay_alloc, int dtype, NDArrayHandle *out);
 
 /*
  Releases a handle; null is accepted.
@@ -95,7 +95,7 @@ int MXNDArrayFree(NDArrayHandle h);
  # Safety
  `fname` must be a NUL-terminated string; the outputs must be writable.
  */
-int MXNDArrayLoad(const char *fname, mx_uint *out_size, NDArrayHandle **out_arr, mx_uint *out_name_size, const char *const **out_names);
+int MXNDArrayLoad(const char *fname, mx_uint *out_size, NDArrayHandle **out_arr, mx_uint *out_name_size, const char ***out_names);
 
 /*
  Loads an NDArray list from memory.
@@ -103,7 +103,7 @@ int MXNDArrayLoad(const char *fname, mx_uint *out_size, NDArrayHandle **out_arr,
  # Safety
  `buf` must be valid for `size` reads; the outputs must be writable.
  */
-int MXNDArrayLoadFromBuffer(const void *buf, uintptr_t size, mx_uint *out_size, NDArrayHandle **out_arr, mx_uint *out_name_size, const char *const **out_names);
+int MXNDArrayLoadFromBuffer(const void *buf, uintptr_t size, mx_uint *out_size, NDArrayHandle **out_arr, mx_uint *out_name_size, const char ***out_names);
 
 /*
  Saves arrays as a V2 NDArray list file; `keys == NULL` writes an unnamed list.
@@ -111,7 +111,7 @@ int MXNDArrayLoadFromBuffer(const void *buf, uintptr_t size, mx_uint *out_size, 
  # Safety
  `args` must hold `num_args` live handles and `keys` null or `num_args` strings.
  */
-int MXNDArraySave(const char *fname, mx_uint num_args, NDArrayHandle *args, const char *const *keys);
+int MXNDArraySave(const char *fname, mx_uint num_args, NDArrayHandle *args, const char **keys);
 
 /*
  Copies `size` elements of raw bytes of the array's dtype into the array.

@@ -155,7 +155,7 @@ unsafe fn publish_list(
     out_size: *mut MxUint,
     out_arr: *mut *mut NDArrayHandle,
     out_name_size: *mut MxUint,
-    out_names: *mut *const *const c_char,
+    out_names: *mut *mut *const c_char,
 ) -> Result<()> {
     for (p, what) in [(out_size, "out_size"), (out_name_size, "out_name_size")] {
         if p.is_null() {
@@ -181,7 +181,7 @@ unsafe fn publish_list(
     *out_size = count as MxUint;
     *out_arr = handles;
     *out_name_size = list.names.len() as MxUint;
-    *out_names = names;
+    *out_names = names as *mut *const c_char;
     Ok(())
 }
 
@@ -195,7 +195,7 @@ pub unsafe extern "C" fn MXNDArrayLoad(
     out_size: *mut MxUint,
     out_arr: *mut *mut NDArrayHandle,
     out_name_size: *mut MxUint,
-    out_names: *mut *const *const c_char,
+    out_names: *mut *mut *const c_char,
 ) -> c_int {
     api_call(|| {
         let path = c_str(fname, "fname")?;
@@ -215,7 +215,7 @@ pub unsafe extern "C" fn MXNDArrayLoadFromBuffer(
     out_size: *mut MxUint,
     out_arr: *mut *mut NDArrayHandle,
     out_name_size: *mut MxUint,
-    out_names: *mut *const *const c_char,
+    out_names: *mut *mut *const c_char,
 ) -> c_int {
     api_call(|| {
         if buf.is_null() {
@@ -241,7 +241,7 @@ pub unsafe extern "C" fn MXNDArraySave(
     fname: *const c_char,
     num_args: MxUint,
     args: *mut NDArrayHandle,
-    keys: *const *const c_char,
+    keys: *mut *const c_char,
 ) -> c_int {
     api_call(|| {
         let path = c_str(fname, "fname")?;
