@@ -51,8 +51,18 @@ fn main() {
     let (api, predict) = split_declarations(&text);
     let dir = Path::new(&crate_dir).join("include/mxnet");
     std::fs::create_dir_all(&dir).expect("include/mxnet is writable");
-    write_header(&dir.join("c_api.h"), "MXNET_INT8_C_API_H", "MXNet C API (subset implemented by mxnet-int8)", &api);
-    write_header(&dir.join("c_predict_api.h"), "MXNET_INT8_C_PREDICT_API_H", "MXNet prediction C API", &predict);
+    write_header(
+        &dir.join("c_api.h"),
+        "MXNET_INT8_C_API_H",
+        "MXNet C API (subset implemented by mxnet-int8)",
+        &api,
+    );
+    write_header(
+        &dir.join("c_predict_api.h"),
+        "MXNET_INT8_C_PREDICT_API_H",
+        "MXNet prediction C API",
+        &predict,
+    );
 }
 
 /// Splits cbindgen's output into the declarations of each header. A
@@ -80,15 +90,16 @@ fn split_declarations(text: &str) -> (String, String) {
         if t.ends_with(';') {
             let name = function_name(&pending);
             let name = name.as_deref();
-            let target = if name.map(is_predict_api).unwrap_or(false) || name == Some("MXGetLastError") {
-                if name == Some("MXGetLastError") {
-                    api.push_str(&pending);
-                    api.push('\n');
-                }
-                &mut predict
-            } else {
-                &mut api
-            };
+            let target =
+                if name.map(is_predict_api).unwrap_or(false) || name == Some("MXGetLastError") {
+                    if name == Some("MXGetLastError") {
+                        api.push_str(&pending);
+                        api.push('\n');
+                    }
+                    &mut predict
+                } else {
+                    &mut api
+                };
             target.push_str(&pending);
             target.push('\n');
             pending.clear();

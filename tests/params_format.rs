@@ -33,16 +33,46 @@ fn expected_value(v: &Value) -> f64 {
 }
 
 fn check_array(file: &str, t: &Tensor, want: &Value) {
-    let shape: Vec<usize> = want["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
-    assert_eq!(t.shape(), shape.as_slice(), "{file}: shape of {}", want["name"]);
-    assert_eq!(t.dtype().flag() as i64, want["type_flag"].as_i64().unwrap(), "{file}: dtype of {}", want["name"]);
-    let values: Vec<f64> = want["values"].as_array().unwrap().iter().map(expected_value).collect();
+    let shape: Vec<usize> = want["shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_u64().unwrap() as usize)
+        .collect();
+    assert_eq!(
+        t.shape(),
+        shape.as_slice(),
+        "{file}: shape of {}",
+        want["name"]
+    );
+    assert_eq!(
+        t.dtype().flag() as i64,
+        want["type_flag"].as_i64().unwrap(),
+        "{file}: dtype of {}",
+        want["name"]
+    );
+    let values: Vec<f64> = want["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(expected_value)
+        .collect();
     let ours: Vec<f64> = match t.dtype() {
         DType::F64 => t.as_slice::<f64>().unwrap().to_vec(),
-        DType::I64 => t.as_slice::<i64>().unwrap().iter().map(|&v| v as f64).collect(),
+        DType::I64 => t
+            .as_slice::<i64>()
+            .unwrap()
+            .iter()
+            .map(|&v| v as f64)
+            .collect(),
         _ => t.to_f32_vec().into_iter().map(f64::from).collect(),
     };
-    assert_eq!(ours.len(), values.len(), "{file}: element count of {}", want["name"]);
+    assert_eq!(
+        ours.len(),
+        values.len(),
+        "{file}: element count of {}",
+        want["name"]
+    );
     for (i, (&a, &b)) in ours.iter().zip(&values).enumerate() {
         // Manifest numbers are decimal text, so allow for the last printed digit.
         let same = a == b || (a - b).abs() <= b.abs() * 1e-7 || (a.is_nan() && b.is_nan());
@@ -59,13 +89,19 @@ fn params_fixtures_load_like_mxnet() {
         if file.starts_with("trailing_bytes") {
             // MXNet 1.9.1 ignores bytes after the name list; we reject them as
             // a sign of a corrupt or concatenated file (see docs/compatibility.md).
-            let msg = result.err().expect("trailing bytes must be rejected").to_string();
+            let msg = result
+                .err()
+                .expect("trailing bytes must be rejected")
+                .to_string();
             assert!(msg.contains("trailing"), "{file}: {msg}");
             continue;
         }
         if file.starts_with("sparse_") {
             // Sparse storage never occurs in inference models; it is rejected by design.
-            let msg = result.err().expect("sparse arrays must be rejected").to_string();
+            let msg = result
+                .err()
+                .expect("sparse arrays must be rejected")
+                .to_string();
             assert!(msg.contains("not supported"), "{file}: {msg}");
             continue;
         }
@@ -79,11 +115,18 @@ fn params_fixtures_load_like_mxnet() {
         let named = manifest["named"].as_bool().unwrap_or(true);
         for (i, want) in arrays.iter().enumerate() {
             if named {
-                assert_eq!(list.names[i], want["name"].as_str().unwrap(), "{file}: name {i}");
+                assert_eq!(
+                    list.names[i],
+                    want["name"].as_str().unwrap(),
+                    "{file}: name {i}"
+                );
             }
             match &list.arrays[i] {
                 Some(t) => check_array(&file, t, want),
-                None => assert!(want["shape"].is_null() || want["none"] == true, "{file}: array {i} loaded as none"),
+                None => assert!(
+                    want["shape"].is_null() || want["none"] == true,
+                    "{file}: array {i} loaded as none"
+                ),
             }
         }
     }
@@ -93,19 +136,28 @@ fn params_fixtures_load_like_mxnet() {
 fn save_matches_mxnet_bytes() {
     let mut checked = 0;
     for (path, manifest) in manifests() {
-        let written_by_mxnet = manifest["written_by"].as_str().unwrap_or("").starts_with("mx.nd.save");
+        let written_by_mxnet = manifest["written_by"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("mx.nd.save");
         if !written_by_mxnet || manifest["mxnet_load"] != "ok" {
             continue;
         }
         let bytes = std::fs::read(&path).unwrap();
-        let Ok(list) = load_params(&bytes) else { continue };
+        let Ok(list) = load_params(&bytes) else {
+            continue;
+        };
         if list.arrays.iter().any(Option::is_none) {
             continue;
         }
         let arrays: Vec<&Tensor> = list.arrays.iter().map(|a| a.as_ref().unwrap()).collect();
         let names: Vec<&str> = list.names.iter().map(String::as_str).collect();
         let ours = save_params(&arrays, &names).unwrap();
-        assert!(ours == bytes, "{}: saved bytes differ from MXNet's", path.display());
+        assert!(
+            ours == bytes,
+            "{}: saved bytes differ from MXNet's",
+            path.display()
+        );
         checked += 1;
     }
     assert!(checked >= 5, "only {checked} MXNet-written files compared");
@@ -114,11 +166,14 @@ fn save_matches_mxnet_bytes() {
 #[test]
 fn invalid_files_are_rejected() {
     let dir = fixture_dir().join("invalid");
-    let manifest: Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
     for case in manifest.as_array().unwrap() {
         let file = case["file"].as_str().unwrap();
         let bytes = std::fs::read(dir.join(file)).unwrap();
-        let err = load_params(&bytes).err().unwrap_or_else(|| panic!("{file}: loaded, MXNet rejects it"));
+        let err = load_params(&bytes)
+            .err()
+            .unwrap_or_else(|| panic!("{file}: loaded, MXNet rejects it"));
         let msg = err.to_string();
         assert!(!msg.is_empty(), "{file}: empty error message");
     }
@@ -163,11 +218,19 @@ fn truncation_and_corruption_never_panic() {
             continue;
         }
         for cut in 0..bytes.len() {
-            assert!(load_params(&bytes[..cut]).is_err(), "{}: prefix of {cut} bytes loaded", path.display());
+            assert!(
+                load_params(&bytes[..cut]).is_err(),
+                "{}: prefix of {cut} bytes loaded",
+                path.display()
+            );
         }
         let mut extended = bytes.clone();
         extended.push(0);
-        assert!(load_params(&extended).is_err(), "{}: trailing byte accepted", path.display());
+        assert!(
+            load_params(&extended).is_err(),
+            "{}: trailing byte accepted",
+            path.display()
+        );
         let step = (bytes.len() / 200).max(1);
         for at in (0..bytes.len()).step_by(step) {
             for value in [0x00u8, 0xff, 0x80, 0x7f] {

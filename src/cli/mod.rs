@@ -14,6 +14,8 @@ pub fn dispatch(args: &[String]) -> Result<()> {
             println!("{USAGE}");
             Ok(())
         }
-        Some(other) => Err(Error::invalid(format!("unknown command {other:?}\n{USAGE}"))),
+        Some(other) => Err(Error::invalid(format!(
+            "unknown command {other:?}\n{USAGE}"
+        ))),
     }
 }

@@ -36,7 +36,11 @@ impl Layout<'_> {
 
     fn seed_shapes(&self, spec: &BindSpec) -> Vec<Option<Shape>> {
         let mut shapes: Vec<Option<Shape>> = vec![None; self.total];
-        let given: HashMap<&str, &Shape> = spec.input_shapes.iter().map(|(n, s)| (n.as_str(), s)).collect();
+        let given: HashMap<&str, &Shape> = spec
+            .input_shapes
+            .iter()
+            .map(|(n, s)| (n.as_str(), s))
+            .collect();
         for &id in self.order {
             let n = &self.graph.nodes[id];
             if !n.is_variable() {
@@ -55,15 +59,24 @@ impl Layout<'_> {
         shapes
     }
 
-    pub fn infer_shapes(&self, ops: &HashMap<usize, Box<dyn Op>>, spec: &BindSpec) -> Result<Vec<Shape>> {
+    pub fn infer_shapes(
+        &self,
+        ops: &HashMap<usize, Box<dyn Op>>,
+        spec: &BindSpec,
+    ) -> Result<Vec<Shape>> {
         let mut shapes = self.seed_shapes(spec);
         for _ in 0..MAX_PASSES {
             let mut changed = false;
             for &id in self.order {
                 let Some(op) = ops.get(&id) else { continue };
                 let n = &self.graph.nodes[id];
-                let in_ids: Vec<usize> = n.inputs.iter().map(|e| self.entry_base[e.node] + e.index).collect();
-                let mut ins: Vec<Option<Shape>> = in_ids.iter().map(|&e| shapes[e].clone()).collect();
+                let in_ids: Vec<usize> = n
+                    .inputs
+                    .iter()
+                    .map(|e| self.entry_base[e.node] + e.index)
+                    .collect();
+                let mut ins: Vec<Option<Shape>> =
+                    in_ids.iter().map(|&e| shapes[e].clone()).collect();
                 let outs = op.infer_shape(&mut ins)?;
                 for (&e, s) in in_ids.iter().zip(ins) {
                     changed |= merge(&mut shapes[e], s, &n.name, &n.op, || self.entry_name(e))?;
@@ -71,10 +84,19 @@ impl Layout<'_> {
                 if let Some(outs) = outs {
                     let base = self.entry_base[id];
                     for (i, s) in outs.into_iter().enumerate() {
-                        if base + i >= self.total || (id + 1 < self.entry_base.len() && base + i >= self.entry_base[id + 1]) {
-                            return Err(Error::shape(&n.name, &n.op, "operator returned more outputs than it declares"));
+                        if base + i >= self.total
+                            || (id + 1 < self.entry_base.len()
+                                && base + i >= self.entry_base[id + 1])
+                        {
+                            return Err(Error::shape(
+                                &n.name,
+                                &n.op,
+                                "operator returned more outputs than it declares",
+                            ));
                         }
-                        changed |= merge(&mut shapes[base + i], Some(s), &n.name, &n.op, || self.entry_name(base + i))?;
+                        changed |= merge(&mut shapes[base + i], Some(s), &n.name, &n.op, || {
+                            self.entry_name(base + i)
+                        })?;
                     }
                 }
             }
@@ -92,7 +114,11 @@ impl Layout<'_> {
             let count = self.entry_count(id);
             for i in 0..count {
                 if shapes[self.entry_base[id] + i].is_none() {
-                    let what = if n.is_variable() { "input" } else { "output of node" };
+                    let what = if n.is_variable() {
+                        "input"
+                    } else {
+                        "output of node"
+                    };
                     return Err(Error::shape(
                         &n.name,
                         if n.is_variable() { "null" } else { &n.op },
@@ -114,9 +140,17 @@ impl Layout<'_> {
         end - self.entry_base[id]
     }
 
-    pub fn infer_types(&self, ops: &HashMap<usize, Box<dyn Op>>, spec: &BindSpec) -> Result<Vec<DType>> {
+    pub fn infer_types(
+        &self,
+        ops: &HashMap<usize, Box<dyn Op>>,
+        spec: &BindSpec,
+    ) -> Result<Vec<DType>> {
         let mut types: Vec<Option<DType>> = vec![None; self.total];
-        let given: HashMap<&str, DType> = spec.input_dtypes.iter().map(|(n, d)| (n.as_str(), *d)).collect();
+        let given: HashMap<&str, DType> = spec
+            .input_dtypes
+            .iter()
+            .map(|(n, d)| (n.as_str(), *d))
+            .collect();
         for &id in self.order {
             let n = &self.graph.nodes[id];
             if !n.is_variable() {
@@ -140,7 +174,11 @@ impl Layout<'_> {
         for &id in self.order {
             let Some(op) = ops.get(&id) else { continue };
             let n = &self.graph.nodes[id];
-            let in_ids: Vec<usize> = n.inputs.iter().map(|e| self.entry_base[e.node] + e.index).collect();
+            let in_ids: Vec<usize> = n
+                .inputs
+                .iter()
+                .map(|e| self.entry_base[e.node] + e.index)
+                .collect();
             let mut ins: Vec<Option<DType>> = in_ids.iter().map(|&e| types[e]).collect();
             let outs = op.infer_type(&mut ins, self.entry_count(id))?;
             for (&e, t) in in_ids.iter().zip(ins) {
@@ -149,7 +187,10 @@ impl Layout<'_> {
                         return Err(Error::dtype(
                             &n.name,
                             &n.op,
-                            format!("input {} has dtype {old}, the operator needs {new}", self.entry_name(e)),
+                            format!(
+                                "input {} has dtype {old}, the operator needs {new}",
+                                self.entry_name(e)
+                            ),
                         ));
                     }
                 }
@@ -170,7 +211,13 @@ fn shape_hint(text: Option<&String>) -> Option<Shape> {
 }
 
 /// Records `new` into `slot`; errors when both are known and differ.
-fn merge(slot: &mut Option<Shape>, new: Option<Shape>, node: &str, op: &str, what: impl Fn() -> String) -> Result<bool> {
+fn merge(
+    slot: &mut Option<Shape>,
+    new: Option<Shape>,
+    node: &str,
+    op: &str,
+    what: impl Fn() -> String,
+) -> Result<bool> {
     match (slot.as_ref(), new) {
         (_, None) => Ok(false),
         (None, Some(s)) => {
@@ -181,7 +228,10 @@ fn merge(slot: &mut Option<Shape>, new: Option<Shape>, node: &str, op: &str, wha
         (Some(old), Some(s)) => Err(Error::shape(
             node,
             op,
-            format!("shape mismatch for {}: known {old:?}, operator infers {s:?}", what()),
+            format!(
+                "shape mismatch for {}: known {old:?}, operator infers {s:?}",
+                what()
+            ),
         )),
     }
 }

@@ -116,7 +116,10 @@ pub fn variable_roles(graph: &Graph, order: &[usize]) -> (Vec<usize>, Vec<usize>
             }
         }
     }
-    let vars = order.iter().copied().filter(|&id| graph.nodes[id].is_variable());
+    let vars = order
+        .iter()
+        .copied()
+        .filter(|&id| graph.nodes[id].is_variable());
     vars.partition(|&id| !mutated[id])
 }
 
@@ -140,10 +143,12 @@ impl Executor {
             if n.is_variable() {
                 continue;
             }
-            let create = registry().constructor(&n.op).ok_or_else(|| Error::UnsupportedOp {
-                op: n.op.clone(),
-                node: n.name.clone(),
-            })?;
+            let create = registry()
+                .constructor(&n.op)
+                .ok_or_else(|| Error::UnsupportedOp {
+                    op: n.op.clone(),
+                    node: n.name.clone(),
+                })?;
             let ctx = NodeCtx {
                 name: &n.name,
                 op: &n.op,
@@ -186,21 +191,37 @@ impl Executor {
 
         let mut steps = Vec::new();
         for &id in &order {
-            let Some(mut op) = ops.remove(&id) else { continue };
+            let Some(mut op) = ops.remove(&id) else {
+                continue;
+            };
             let n = &graph.nodes[id];
-            let inputs: Vec<usize> = n.inputs.iter().map(|e| entry_base[e.node] + e.index).collect();
+            let inputs: Vec<usize> = n
+                .inputs
+                .iter()
+                .map(|e| entry_base[e.node] + e.index)
+                .collect();
             let is_param = |e: usize| matches!(values[e], Value::Shared(_));
             let constants: Vec<Option<&Tensor>> = inputs
                 .iter()
                 .map(|&e| is_param(e).then(|| values[e].tensor()))
                 .collect();
-            op.prepare(&constants).map_err(|e| in_node(e, &n.name, &n.op))?;
+            op.prepare(&constants)
+                .map_err(|e| in_node(e, &n.name, &n.op))?;
             let count = node_output_count(&graph, id);
             let outputs = (0..count).map(|i| entry_base[id] + i).collect();
-            steps.push(Step { node: id, op, inputs, outputs });
+            steps.push(Step {
+                node: id,
+                op,
+                inputs,
+                outputs,
+            });
         }
 
-        let outputs = graph.heads.iter().map(|h| entry_base[h.node] + h.index).collect();
+        let outputs = graph
+            .heads
+            .iter()
+            .map(|h| entry_base[h.node] + h.index)
+            .collect();
         let output_names = graph
             .heads
             .iter()
@@ -260,7 +281,9 @@ impl Executor {
         if let Value::Shared(t) = value {
             *value = Value::Owned((**t).clone());
         }
-        let Value::Owned(t) = value else { unreachable!() };
+        let Value::Owned(t) = value else {
+            unreachable!()
+        };
         if bytes.len() != t.bytes().len() {
             return Err(Error::invalid(format!(
                 "memory size does not match for input {name:?}: {} bytes given, {} expected ({} elements of {})",
@@ -286,14 +309,20 @@ impl Executor {
 
     /// Runs the whole graph, calling `monitor(name, tensor)` after each
     /// operator for each of its outputs.
-    pub fn forward_monitored(&mut self, mut monitor: Option<&mut (dyn FnMut(&str, &Tensor) + Send)>) -> Result<()> {
+    pub fn forward_monitored(
+        &mut self,
+        mut monitor: Option<&mut (dyn FnMut(&str, &Tensor) + Send)>,
+    ) -> Result<()> {
         pool::pool().install(|| {
             for i in 0..self.steps.len() {
                 self.run_step(i)?;
                 if let Some(m) = monitor.as_deref_mut() {
                     let step = &self.steps[i];
                     for (k, &e) in step.outputs.iter().enumerate() {
-                        m(&node_output_name(&self.graph, step.node, k), self.values[e].tensor());
+                        m(
+                            &node_output_name(&self.graph, step.node, k),
+                            self.values[e].tensor(),
+                        );
                     }
                 }
             }
@@ -322,7 +351,11 @@ impl Executor {
                 Value::Shared(_) => unreachable!("operator outputs are never parameters"),
             })
             .collect();
-        let ins: Vec<&Tensor> = step.inputs.iter().map(|&e| self.values[e].tensor()).collect();
+        let ins: Vec<&Tensor> = step
+            .inputs
+            .iter()
+            .map(|&e| self.values[e].tensor())
+            .collect();
         let result = step.op.forward(&ins, &mut outs);
         for (&e, t) in step.outputs.iter().zip(outs) {
             self.values[e] = Value::Owned(t);
@@ -360,7 +393,9 @@ impl Executor {
 /// Adds the node's name to errors that do not carry one.
 fn in_node(e: Error, node: &str, op: &str) -> Error {
     match e {
-        Error::InvalidArgument(m) | Error::Runtime(m) => Error::Runtime(format!("node {node:?} (op {op}): {m}")),
+        Error::InvalidArgument(m) | Error::Runtime(m) => {
+            Error::Runtime(format!("node {node:?} (op {op}): {m}"))
+        }
         other => other,
     }
 }

@@ -1,4 +1,4 @@
 //! Bytes to model and back: `.params` NDArray lists and symbol JSON.
 
-pub mod params;
 pub mod npy;
+pub mod params;

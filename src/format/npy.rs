@@ -35,14 +35,21 @@ fn descr(dtype: DType) -> Result<&'static str> {
         DType::I32 => "<i4",
         DType::I64 => "<i8",
         DType::Bool => "|b1",
-        DType::BF16 => return Err(Error::invalid("numpy has no bfloat16 dtype; cast the array first")),
+        DType::BF16 => {
+            return Err(Error::invalid(
+                "numpy has no bfloat16 dtype; cast the array first",
+            ))
+        }
     })
 }
 
 /// Extracts the value text of `key` from the header dict, e.g. `'descr': '<f4'`.
 fn header_value<'a>(header: &'a str, key: &str) -> Result<&'a str> {
     let pat = format!("'{key}':");
-    let start = header.find(&pat).ok_or_else(|| err(format!("header has no {key:?}")))? + pat.len();
+    let start = header
+        .find(&pat)
+        .ok_or_else(|| err(format!("header has no {key:?}")))?
+        + pat.len();
     let rest = header[start..].trim_start();
     let end = if rest.starts_with('(') {
         rest.find(')').map(|i| i + 1)
@@ -60,15 +67,23 @@ pub fn read_npy(bytes: &[u8]) -> Result<Tensor> {
     }
     let (header_len, start) = match bytes[6] {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10usize),
-        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
         v => return Err(err(format!("unsupported version {v}"))),
     };
-    let end = start.checked_add(header_len).filter(|&e| e <= bytes.len()).ok_or_else(|| err("truncated header"))?;
+    let end = start
+        .checked_add(header_len)
+        .filter(|&e| e <= bytes.len())
+        .ok_or_else(|| err("truncated header"))?;
     let header = std::str::from_utf8(&bytes[start..end]).map_err(|_| err("header is not text"))?;
     let descr_text = header_value(header, "descr")?.trim_matches(['\'', '"']);
     let dtype = dtype_from_descr(descr_text)?;
     if header_value(header, "fortran_order")? != "False" {
-        return Err(err("Fortran-order arrays are not supported; save with np.ascontiguousarray"));
+        return Err(err(
+            "Fortran-order arrays are not supported; save with np.ascontiguousarray",
+        ));
     }
     let shape_text = header_value(header, "shape")?;
     let shape = shape_text
@@ -76,14 +91,20 @@ pub fn read_npy(bytes: &[u8]) -> Result<Tensor> {
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| err(format!("bad shape {shape_text}"))))
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| err(format!("bad shape {shape_text}")))
+        })
         .collect::<Result<Vec<_>>>()?;
     let nbytes = checked_numel(&shape)
         .and_then(|n| n.checked_mul(dtype.size()))
         .ok_or_else(|| err(format!("shape {shape:?} is too large")))?;
     let data = &bytes[end..];
     if data.len() != nbytes {
-        return Err(err(format!("shape {shape:?} of {dtype} needs {nbytes} data bytes, the file has {}", data.len())));
+        return Err(err(format!(
+            "shape {shape:?} of {dtype} needs {nbytes} data bytes, the file has {}",
+            data.len()
+        )));
     }
     Tensor::from_bytes(dtype, &shape, data)
 }
@@ -92,9 +113,18 @@ pub fn read_npy(bytes: &[u8]) -> Result<Tensor> {
 pub fn write_npy(t: &Tensor) -> Result<Vec<u8>> {
     let shape = match t.shape() {
         [d] => format!("({d},)"),
-        dims => format!("({})", dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
+        dims => format!(
+            "({})",
+            dims.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     };
-    let mut header = format!("{{'descr': '{}', 'fortran_order': False, 'shape': {shape}, }}", descr(t.dtype())?);
+    let mut header = format!(
+        "{{'descr': '{}', 'fortran_order': False, 'shape': {shape}, }}",
+        descr(t.dtype())?
+    );
     // Pad so the data starts on a 64-byte boundary, ending the header with '\n'.
     let unpadded = 10 + header.len() + 1;
     header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
