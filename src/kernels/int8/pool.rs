@@ -1,0 +1,188 @@
+//! Quantized max and average pooling over (N·C) planes of an NCHW tensor.
+//! The output type equals the input type; averages are exact integer sums
+//! divided in f32 as `f32(sum · f32(1 / divisor))` and rounded half to even,
+//! which is what MXNet 1.9.1's oneDNN JIT kernel computes.
+
+use super::elem::QuantElem;
+use rayon::prelude::*;
+
+/// Geometry of a 2-D pooling window over `planes` independent planes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolGeometry {
+    pub planes: usize,
+    pub input: [usize; 2],
+    pub output: [usize; 2],
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    /// Padding before each dimension; the padding after it is `pad_end`.
+    pub pad: [usize; 2],
+    pub pad_end: [usize; 2],
+}
+
+/// What an average divides by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AvgDivisor {
+    /// The window's positions inside the padded input (`-pad .. input + pad_end`).
+    Padded,
+    /// Only the window's positions inside the unpadded input.
+    Valid,
+}
+
+/// Window bounds along one dimension: (start, end) clipped to the padded
+/// extent and (start, end) clipped to the input.
+fn bounds(o: usize, dim: usize, g: &PoolGeometry) -> ((isize, isize), (usize, usize)) {
+    let start = (o * g.stride[dim]) as isize - g.pad[dim] as isize;
+    let end = start + g.kernel[dim] as isize;
+    let padded_end = end.min((g.input[dim] + g.pad_end[dim]) as isize);
+    let valid = (
+        start.max(0) as usize,
+        (end.max(0) as usize).min(g.input[dim]),
+    );
+    ((start, padded_end), valid)
+}
+
+/// Max pooling; padded positions never win. A window with no input position
+/// (only possible with padding as large as the kernel) yields the type's lowest value.
+pub fn max_pool<T: QuantElem + Ord>(g: &PoolGeometry, input: &[T], output: &mut [T]) {
+    check(g, input.len(), output.len());
+    let (ih, iw) = (g.input[0], g.input[1]);
+    let (oh, ow) = (g.output[0], g.output[1]);
+    output
+        .par_chunks_mut(oh * ow)
+        .enumerate()
+        .for_each(|(p, out)| {
+            let plane = &input[p * ih * iw..(p + 1) * ih * iw];
+            for y in 0..oh {
+                let (_, (y0, y1)) = bounds(y, 0, g);
+                for x in 0..ow {
+                    let (_, (x0, x1)) = bounds(x, 1, g);
+                    let mut best = T::saturate(T::LOWEST);
+                    for yy in y0..y1 {
+                        for &v in &plane[yy * iw + x0..yy * iw + x1] {
+                            best = best.max(v);
+                        }
+                    }
+                    out[y * ow + x] = best;
+                }
+            }
+        });
+}
+
+/// Average pooling with the given divisor rule.
+pub fn avg_pool<T: QuantElem>(
+    g: &PoolGeometry,
+    divisor: AvgDivisor,
+    input: &[T],
+    output: &mut [T],
+) {
+    check(g, input.len(), output.len());
+    let (ih, iw) = (g.input[0], g.input[1]);
+    let (oh, ow) = (g.output[0], g.output[1]);
+    output
+        .par_chunks_mut(oh * ow)
+        .enumerate()
+        .for_each(|(p, out)| {
+            let plane = &input[p * ih * iw..(p + 1) * ih * iw];
+            for y in 0..oh {
+                let ((py0, py1), (y0, y1)) = bounds(y, 0, g);
+                for x in 0..ow {
+                    let ((px0, px1), (x0, x1)) = bounds(x, 1, g);
+                    let mut sum = 0i64;
+                    for yy in y0..y1 {
+                        sum += plane[yy * iw + x0..yy * iw + x1]
+                            .iter()
+                            .map(|v| v.to_i32() as i64)
+                            .sum::<i64>();
+                    }
+                    let count = match divisor {
+                        AvgDivisor::Padded => ((py1 - py0).max(0) * (px1 - px0).max(0)) as usize,
+                        AvgDivisor::Valid => y1.saturating_sub(y0) * x1.saturating_sub(x0),
+                    };
+                    out[y * ow + x] = if count == 0 {
+                        T::saturate(0.0)
+                    } else {
+                        T::saturate(sum as f32 * (1.0f32 / count as f32))
+                    };
+                }
+            }
+        });
+}
+
+fn check(g: &PoolGeometry, input: usize, output: usize) {
+    assert_eq!(
+        input,
+        g.planes * g.input[0] * g.input[1],
+        "pooling: input length does not match the geometry"
+    );
+    assert_eq!(
+        output,
+        g.planes * g.output[0] * g.output[1],
+        "pooling: output length does not match the geometry"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn geom(
+        input: [usize; 2],
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        pad: [usize; 2],
+        output: [usize; 2],
+    ) -> PoolGeometry {
+        PoolGeometry {
+            planes: 1,
+            input,
+            output,
+            kernel,
+            stride,
+            pad,
+            pad_end: pad,
+        }
+    }
+
+    #[test]
+    fn avg_rounds_half_to_even() {
+        let g = geom([2, 4], [1, 2], [1, 2], [0, 0], [2, 2]);
+        let x = [1i8, 2, 3, 4, -1, -2, -3, -4];
+        let mut out = [0i8; 4];
+        avg_pool(&g, AvgDivisor::Padded, &x, &mut out);
+        assert_eq!(out, [2, 4, -2, -4]);
+        let mut out = [0i8; 4];
+        max_pool(&g, &x, &mut out);
+        assert_eq!(out, [2, 4, -1, -3]);
+    }
+
+    #[test]
+    fn include_and_exclude_padding() {
+        let x: Vec<u8> = (1..=16).collect();
+        let g = geom([4, 4], [3, 3], [1, 1], [1, 1], [4, 4]);
+        let mut out = [0u8; 16];
+        avg_pool(&g, AvgDivisor::Padded, &x, &mut out);
+        assert_eq!(&out[..4], &[2, 3, 3, 2]);
+        avg_pool(&g, AvgDivisor::Valid, &x, &mut out);
+        assert_eq!(&out[..4], &[4, 4, 5, 6]);
+    }
+
+    #[test]
+    fn multiply_by_reciprocal_rounds_like_the_jit_kernel() {
+        // -1771 / 14 = -126.5 exactly, but -1771 * f32(1/14) rounds to -126.50001.
+        let g = geom([1, 14], [1, 14], [1, 14], [0, 0], [1, 1]);
+        let mut x = [-127i8; 14];
+        x[0] = -120;
+        assert_eq!(x.iter().map(|&v| v as i32).sum::<i32>(), -1771);
+        let mut out = [0i8; 1];
+        avg_pool(&g, AvgDivisor::Padded, &x, &mut out);
+        assert_eq!(out, [-127]);
+    }
+
+    #[test]
+    fn max_ignores_padding_for_negative_planes() {
+        let g = geom([2, 2], [3, 3], [1, 1], [1, 1], [2, 2]);
+        let mut out = [0i8; 4];
+        max_pool(&g, &[-5i8, -6, -7, -8], &mut out);
+        assert_eq!(out, [-5, -5, -5, -5]);
+    }
+}
