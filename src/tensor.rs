@@ -37,6 +37,11 @@ impl Buffer {
         self.len
     }
 
+    /// Bytes the buffer can hold without reallocating.
+    pub fn capacity(&self) -> usize {
+        self.lines.len() * 64
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -93,6 +98,32 @@ impl Tensor {
             shape: shape.to_vec(),
             data: Buffer::zeroed(bytes),
         })
+    }
+
+    /// Builds a zero-filled tensor on an existing buffer, which must be large
+    /// enough; used by the executor to reuse memory between entries.
+    pub fn on_buffer(dtype: DType, shape: &[usize], mut buf: Buffer) -> Result<Tensor> {
+        let bytes = checked_numel(shape)
+            .and_then(|n| n.checked_mul(dtype.size()))
+            .filter(|&b| b <= buf.capacity())
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "shape {shape:?} of {dtype} does not fit a buffer of {} bytes",
+                    buf.capacity()
+                ))
+            })?;
+        buf.len = bytes;
+        buf.bytes_mut().fill(0);
+        Ok(Tensor {
+            dtype,
+            shape: shape.to_vec(),
+            data: buf,
+        })
+    }
+
+    /// Gives the storage back, e.g. to a buffer pool.
+    pub fn into_buffer(self) -> Buffer {
+        self.data
     }
 
     /// Builds a tensor from raw little-endian bytes of `dtype`.

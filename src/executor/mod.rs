@@ -5,13 +5,14 @@
 //! pass allocates no tensors.
 
 mod infer;
+mod memory;
 pub mod pool;
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::ops::{registry, NodeCtx, Op, Shape};
-use crate::tensor::Tensor;
+use crate::tensor::{Buffer, Tensor};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -34,6 +35,8 @@ enum Value {
     Shared(Arc<Tensor>),
     /// An input or an operator output owned by this executor.
     Owned(Tensor),
+    /// An intermediate entry whose storage is in the pool right now.
+    Pooled,
 }
 
 impl Value {
@@ -41,6 +44,7 @@ impl Value {
         match self {
             Value::Shared(t) => t,
             Value::Owned(t) => t,
+            Value::Pooled => unreachable!("a pooled entry is read only between its producer and last consumer"),
         }
     }
 }
@@ -59,6 +63,11 @@ pub struct Executor {
     spec: BindSpec,
     steps: Vec<Step>,
     values: Vec<Value>,
+    shapes: Vec<Shape>,
+    dtypes: Vec<DType>,
+    /// Storage of intermediate entries, indexed by the plan's block ids.
+    blocks: Vec<Buffer>,
+    plan: memory::MemoryPlan,
     /// First entry id of each node; entry id = base + output index.
     entry_base: Vec<usize>,
     arguments: Vec<(String, usize)>,
@@ -167,9 +176,21 @@ impl Executor {
         let shapes = layout.infer_shapes(&ops, &spec)?;
         let dtypes = layout.infer_types(&ops, &spec)?;
 
+        // Variables get their own zero-filled storage now; operator outputs
+        // get storage once the memory plan is known.
         let mut values = Vec::with_capacity(total);
+        let mut bytes = Vec::with_capacity(total);
         for e in 0..total {
-            values.push(Value::Owned(Tensor::zeros(dtypes[e], &shapes[e])?));
+            let numel = crate::tensor::checked_numel(&shapes[e]);
+            let size = numel.and_then(|n| n.checked_mul(dtypes[e].size()));
+            bytes.push(size.ok_or_else(|| Error::invalid(format!("shape {:?} is too large", shapes[e])))?);
+            values.push(Value::Pooled);
+        }
+        for &id in &order {
+            if graph.nodes[id].is_variable() {
+                let e = entry_base[id];
+                values[e] = Value::Owned(Tensor::zeros(dtypes[e], &shapes[e])?);
+            }
         }
         let named = |ids: &[usize]| -> Vec<(String, usize)> {
             ids.iter()
@@ -217,11 +238,30 @@ impl Executor {
             });
         }
 
-        let outputs = graph
+        let outputs: Vec<usize> = graph
             .heads
             .iter()
             .map(|h| entry_base[h.node] + h.index)
             .collect();
+        let mut persistent = vec![false; total];
+        for &e in &outputs {
+            persistent[e] = true;
+        }
+        let io: Vec<memory::StepIo> = steps
+            .iter()
+            .map(|st| memory::StepIo {
+                inputs: &st.inputs,
+                outputs: &st.outputs,
+            })
+            .collect();
+        let plan = memory::plan(&io, &bytes, &persistent);
+        drop(io);
+        for &e in &outputs {
+            if matches!(values[e], Value::Pooled) {
+                values[e] = Value::Owned(Tensor::zeros(dtypes[e], &shapes[e])?);
+            }
+        }
+        let blocks = plan.block_bytes.iter().map(|&b| Buffer::zeroed(b)).collect();
         let output_names = graph
             .heads
             .iter()
@@ -232,6 +272,10 @@ impl Executor {
             spec,
             steps,
             values,
+            shapes,
+            dtypes,
+            blocks,
+            plan,
             entry_base,
             arguments,
             aux_states,
@@ -342,26 +386,51 @@ impl Executor {
     }
 
     fn run_step(&mut self, i: usize) -> Result<()> {
+        if i == 0 {
+            self.reclaim();
+        }
         let step = &self.steps[i];
-        let mut outs: Vec<Tensor> = step
-            .outputs
-            .iter()
-            .map(|&e| match &mut self.values[e] {
-                Value::Owned(t) => std::mem::take(t),
-                Value::Shared(_) => unreachable!("operator outputs are never parameters"),
-            })
-            .collect();
-        let ins: Vec<&Tensor> = step
-            .inputs
-            .iter()
-            .map(|&e| self.values[e].tensor())
-            .collect();
+        let mut outs = Vec::with_capacity(step.outputs.len());
+        for &e in &step.outputs {
+            let t = match (&mut self.values[e], self.plan.storage_of[e]) {
+                (Value::Owned(t), _) => std::mem::take(t),
+                (Value::Pooled, Some(b)) => {
+                    let buf = std::mem::take(&mut self.blocks[b]);
+                    Tensor::on_buffer(self.dtypes[e], &self.shapes[e], buf)?
+                }
+                _ => unreachable!("operator outputs are never parameters"),
+            };
+            outs.push(t);
+        }
+        let ins: Vec<&Tensor> = step.inputs.iter().map(|&e| self.values[e].tensor()).collect();
         let result = step.op.forward(&ins, &mut outs);
         for (&e, t) in step.outputs.iter().zip(outs) {
             self.values[e] = Value::Owned(t);
         }
-        let n = &self.graph.nodes[step.node];
+        let node = step.node;
+        for k in 0..self.plan.release_after[i].len() {
+            self.release(self.plan.release_after[i][k]);
+        }
+        let n = &self.graph.nodes[node];
         result.map_err(|e| in_node(e, &n.name, &n.op))
+    }
+
+    /// Returns the storage of planned entry `e` to its block.
+    fn release(&mut self, e: usize) {
+        if let (Value::Owned(_), Some(b)) = (&self.values[e], self.plan.storage_of[e]) {
+            let Value::Owned(t) = std::mem::replace(&mut self.values[e], Value::Pooled) else {
+                unreachable!()
+            };
+            self.blocks[b] = t.into_buffer();
+        }
+    }
+
+    /// Returns every planned entry's storage, e.g. after a step failed or a
+    /// partial forward stopped early.
+    fn reclaim(&mut self) {
+        for e in 0..self.values.len() {
+            self.release(e);
+        }
     }
 
     pub fn num_outputs(&self) -> usize {
