@@ -133,23 +133,20 @@ def describe_array(name, array):
 def error_text(exc):
     """Return the message of an MXNet error without the traceback or log timestamps.
 
-    MXNet 1.9.1 formats errors as a 'Traceback' header, 'File "...", line N'
-    lines, then '<Kind>Error: <message>' and possibly a stack trace; only
-    the message from the '<Kind>Error:' line on is kept, because file
-    names, line numbers and timestamps vary between builds.
+    MXNet 1.9.1 formats errors as a 'Traceback' header and 'File "...", line N'
+    lines, then the message ('MXNetError: ...', 'JSONReader: ...') and
+    possibly a stack trace. Only the message is kept, because file names,
+    line numbers and timestamps vary between builds.
     """
-    lines = [line.rstrip() for line in str(exc).strip().splitlines()]
-    start = 0
-    for index, line in enumerate(lines):
-        if re.match(r"^[A-Za-z_.]*Error: ", line):
-            start = index
-            break
     kept = []
-    for line in lines[start:]:
-        if line.startswith("Stack trace") or not line.strip():
+    for line in str(exc).strip().splitlines():
+        line = line.rstrip()
+        if line.startswith("Traceback (most recent call last)") or line.startswith('  File "'):
+            continue
+        if line.startswith("Stack trace"):
             break
-        kept.append(re.sub(r"\[\d\d:\d\d:\d\d\] [^ ]*:\d+: ", "", line))
-    return "\n".join(kept)
+        kept.append(re.sub(r"^\[\d\d:\d\d:\d\d\] [^ ]*:\d+: ", "", line))
+    return "\n".join(kept).strip()
 
 
 @contextlib.contextmanager
