@@ -1,6 +1,8 @@
 //! The graph IR: nodes, entries and attributes as MXNet's symbol JSON
 //! describes them, independent of any operator implementation.
 
+pub mod listing;
+
 use std::collections::BTreeMap;
 
 /// Operator parameters and hidden `__x__` attributes of one node, as strings.

@@ -3,6 +3,7 @@
 //! map), so operators can be added without touching the executor.
 
 pub mod attrs;
+pub mod catalog;
 
 use crate::dtype::DType;
 use crate::error::Result;
@@ -149,6 +150,7 @@ pub fn lookup(name: &str) -> Option<&'static OpDef> {
 }
 
 /// Registers every operator family. Facts first, then implementations.
-fn register_all(_r: &mut Registry) {
+fn register_all(r: &mut Registry) {
     // Operator families register here, one line each.
+    catalog::register(r);
 }
