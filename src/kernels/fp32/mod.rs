@@ -1,1 +1,12 @@
 //! Float32 kernels.
+pub mod conv;
+pub mod elementwise;
+pub mod gemm;
+pub mod pad;
+pub mod pool;
+pub mod reduce;
+pub mod resize;
+pub mod rnn;
+pub mod softmax;
+pub mod transpose;
+pub mod window;

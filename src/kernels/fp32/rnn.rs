@@ -1,0 +1,392 @@
+//! Multi-layer, optionally bidirectional RNN, LSTM and GRU inference with
+//! MXNet's packed parameter vector.
+//!
+//! Parameter layout: all weight matrices first, then all bias vectors. For
+//! each layer and, inside it, each direction: `W_x` (`G·H × I_l`) then
+//! `W_h` (`G·H × H`), where `G` is the number of gates (1, 4 for LSTM with
+//! order i, f, g, o, 3 for GRU with order r, z, n) and `I_l` is the input
+//! size of layer `l` (`D·H` above the first). Biases follow in the same
+//! order: `b_x` (`G·H`) then `b_h` (`G·H`) per layer and direction.
+
+use super::elementwise::act::sigmoid;
+use super::gemm::{matmul, MatMut, MatRef, Threads};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RnnMode {
+    RnnRelu,
+    RnnTanh,
+    Lstm,
+    Gru,
+}
+
+impl RnnMode {
+    pub fn gates(self) -> usize {
+        match self {
+            RnnMode::RnnRelu | RnnMode::RnnTanh => 1,
+            RnnMode::Lstm => 4,
+            RnnMode::Gru => 3,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct RnnShape {
+    pub mode: RnnMode,
+    pub seq_len: usize,
+    pub batch: usize,
+    pub input_size: usize,
+    pub hidden: usize,
+    pub layers: usize,
+    pub directions: usize,
+}
+
+impl RnnShape {
+    /// Length of the packed parameter vector.
+    pub fn param_len(&self) -> usize {
+        let gh = self.mode.gates() * self.hidden;
+        (0..self.layers)
+            .map(|l| self.directions * gh * (self.layer_input(l) + self.hidden + 2))
+            .sum()
+    }
+
+    fn layer_input(&self, layer: usize) -> usize {
+        if layer == 0 {
+            self.input_size
+        } else {
+            self.directions * self.hidden
+        }
+    }
+}
+
+/// Views into the packed parameters of one layer and direction.
+struct Cell<'a> {
+    wx: &'a [f32],
+    wh: &'a [f32],
+    bx: &'a [f32],
+    bh: &'a [f32],
+}
+
+fn cells<'a>(shape: &RnnShape, params: &'a [f32]) -> Vec<Cell<'a>> {
+    let gh = shape.mode.gates() * shape.hidden;
+    let mut weights = 0;
+    let weight_total: usize = (0..shape.layers)
+        .map(|l| shape.directions * gh * (shape.layer_input(l) + shape.hidden))
+        .sum();
+    let mut biases = weight_total;
+    let mut out = Vec::with_capacity(shape.layers * shape.directions);
+    for l in 0..shape.layers {
+        for _ in 0..shape.directions {
+            let wx_len = gh * shape.layer_input(l);
+            let wh_len = gh * shape.hidden;
+            out.push(Cell {
+                wx: &params[weights..weights + wx_len],
+                wh: &params[weights + wx_len..weights + wx_len + wh_len],
+                bx: &params[biases..biases + gh],
+                bh: &params[biases + gh..biases + 2 * gh],
+            });
+            weights += wx_len + wh_len;
+            biases += 2 * gh;
+        }
+    }
+    out
+}
+
+/// Optional clipping of the LSTM cell state after every step.
+#[derive(Clone, Copy, Debug)]
+pub struct CellClip {
+    pub min: f32,
+    pub max: f32,
+    /// Replace NaN by the bounds too (NaN otherwise passes through).
+    pub clip_nan: bool,
+}
+
+/// Initial and final states, each `(layers · directions) × batch × hidden`.
+pub struct RnnStates<'a> {
+    pub h0: &'a [f32],
+    /// Initial cell state; LSTM only.
+    pub c0: Option<&'a [f32]>,
+    pub hy: Option<&'a mut [f32]>,
+    pub cy: Option<&'a mut [f32]>,
+}
+
+/// Runs the network over `data` (`seq_len × batch × input_size`) and writes
+/// the last layer's hidden states to `output` (`seq_len × batch × directions·hidden`).
+pub fn rnn_forward(
+    shape: &RnnShape,
+    data: &[f32],
+    params: &[f32],
+    states: RnnStates<'_>,
+    clip: Option<CellClip>,
+    output: &mut [f32],
+) {
+    let (t_len, n, h) = (shape.seq_len, shape.batch, shape.hidden);
+    let d_count = shape.directions;
+    let gh = shape.mode.gates() * h;
+    let state_len = shape.layers * d_count * n * h;
+    assert_eq!(data.len(), t_len * n * shape.input_size, "rnn: data length");
+    assert_eq!(params.len(), shape.param_len(), "rnn: parameter length");
+    assert_eq!(states.h0.len(), state_len, "rnn: initial state length");
+    assert_eq!(output.len(), t_len * n * d_count * h, "rnn: output length");
+    let is_lstm = shape.mode == RnnMode::Lstm;
+    if is_lstm {
+        assert_eq!(
+            states.c0.map(|c| c.len()),
+            Some(state_len),
+            "rnn: initial cell length"
+        );
+    }
+    let cells = cells(shape, params);
+    let mut hy = states.hy;
+    let mut cy = states.cy;
+
+    let mut layer_in = data.to_vec();
+    let mut layer_out = vec![0.0f32; t_len * n * d_count * h];
+    let mut xproj = vec![0.0f32; t_len * n * gh];
+    let mut hproj = vec![0.0f32; n * gh];
+    for l in 0..shape.layers {
+        let in_size = shape.layer_input(l);
+        for d in 0..d_count {
+            let cell = &cells[l * d_count + d];
+            let s = (l * d_count + d) * n * h;
+            let mut hidden = states.h0[s..s + n * h].to_vec();
+            let mut memory = states
+                .c0
+                .map(|c| c[s..s + n * h].to_vec())
+                .unwrap_or_default();
+            // Input projections for every step at once: X · W_xᵀ.
+            matmul(
+                MatMut::row_major(&mut xproj, t_len * n, gh),
+                MatRef::row_major(&layer_in, t_len * n, in_size),
+                MatRef::row_major(cell.wx, gh, in_size).t(),
+                false,
+                Threads::Pool,
+            );
+            for step in 0..t_len {
+                let t = if d == 0 { step } else { t_len - 1 - step };
+                matmul(
+                    MatMut::row_major(&mut hproj, n, gh),
+                    MatRef::row_major(&hidden, n, h),
+                    MatRef::row_major(cell.wh, gh, h).t(),
+                    false,
+                    Threads::Single,
+                );
+                for b in 0..n {
+                    let x = &xproj[(t * n + b) * gh..(t * n + b + 1) * gh];
+                    let hp = &hproj[b * gh..(b + 1) * gh];
+                    let hb = &mut hidden[b * h..(b + 1) * h];
+                    match shape.mode {
+                        RnnMode::RnnRelu | RnnMode::RnnTanh => {
+                            for j in 0..h {
+                                let a = x[j] + cell.bx[j] + hp[j] + cell.bh[j];
+                                hb[j] = if shape.mode == RnnMode::RnnRelu {
+                                    a.max(0.0)
+                                } else {
+                                    a.tanh()
+                                };
+                            }
+                        }
+                        RnnMode::Lstm => {
+                            let cb = &mut memory[b * h..(b + 1) * h];
+                            for j in 0..h {
+                                let gate = |k: usize| {
+                                    x[k * h + j]
+                                        + cell.bx[k * h + j]
+                                        + hp[k * h + j]
+                                        + cell.bh[k * h + j]
+                                };
+                                let i = sigmoid(gate(0));
+                                let f = sigmoid(gate(1));
+                                let g = gate(2).tanh();
+                                let o = sigmoid(gate(3));
+                                let mut c = f * cb[j] + i * g;
+                                if let Some(cl) = clip {
+                                    if c.is_nan() {
+                                        if cl.clip_nan {
+                                            c = cl.min;
+                                        }
+                                    } else {
+                                        c = c.clamp(cl.min, cl.max);
+                                    }
+                                }
+                                cb[j] = c;
+                                hb[j] = o * c.tanh();
+                            }
+                        }
+                        RnnMode::Gru => {
+                            for j in 0..h {
+                                let r = sigmoid(x[j] + cell.bx[j] + hp[j] + cell.bh[j]);
+                                let z =
+                                    sigmoid(x[h + j] + cell.bx[h + j] + hp[h + j] + cell.bh[h + j]);
+                                let cand = (x[2 * h + j]
+                                    + cell.bx[2 * h + j]
+                                    + r * (hp[2 * h + j] + cell.bh[2 * h + j]))
+                                    .tanh();
+                                hb[j] = (1.0 - z) * cand + z * hb[j];
+                            }
+                        }
+                    }
+                    let o = (t * n + b) * d_count * h + d * h;
+                    layer_out[o..o + h].copy_from_slice(hb);
+                }
+            }
+            if let Some(out) = hy.as_deref_mut() {
+                out[s..s + n * h].copy_from_slice(&hidden);
+            }
+            if let (Some(out), true) = (cy.as_deref_mut(), is_lstm) {
+                out[s..s + n * h].copy_from_slice(&memory);
+            }
+        }
+        if l + 1 < shape.layers {
+            std::mem::swap(&mut layer_in, &mut layer_out);
+            layer_in.truncate(t_len * n * d_count * h);
+            layer_out.resize(t_len * n * d_count * h, 0.0);
+        }
+    }
+    output.copy_from_slice(&layer_out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn param_len_matches_mxnet_formula() {
+        // MXNet: size = gates·H·D; first layer (I + H + 2)·size, others (D·H + H + 2)·size.
+        let shape = RnnShape {
+            mode: RnnMode::Lstm,
+            seq_len: 1,
+            batch: 1,
+            input_size: 5,
+            hidden: 3,
+            layers: 2,
+            directions: 2,
+        };
+        let size = 4 * 3 * 2;
+        assert_eq!(
+            shape.param_len(),
+            (5 + 3 + 2) * size + (2 * 3 + 3 + 2) * size
+        );
+    }
+
+    #[test]
+    fn single_step_rnn_tanh_by_hand() {
+        // H = 1, I = 2: h = tanh(wx·x + bx + wh·h0 + bh).
+        let shape = RnnShape {
+            mode: RnnMode::RnnTanh,
+            seq_len: 1,
+            batch: 1,
+            input_size: 2,
+            hidden: 1,
+            layers: 1,
+            directions: 1,
+        };
+        let params = [0.5, -1.0, 2.0, 0.1, 0.2];
+        let mut out = [0.0];
+        let mut hy = [0.0];
+        let states = RnnStates {
+            h0: &[0.3],
+            c0: None,
+            hy: Some(&mut hy),
+            cy: None,
+        };
+        rnn_forward(&shape, &[1.0, 2.0], &params, states, None, &mut out);
+        let want = (0.5 - 2.0 + 2.0 * 0.3 + 0.1 + 0.2f32).tanh();
+        assert!((out[0] - want).abs() < 1e-6);
+        assert_eq!(hy[0], out[0]);
+    }
+
+    #[test]
+    fn lstm_two_steps_by_hand() {
+        // H = 1, I = 1; gate rows i, f, g, o.
+        let shape = RnnShape {
+            mode: RnnMode::Lstm,
+            seq_len: 2,
+            batch: 1,
+            input_size: 1,
+            hidden: 1,
+            layers: 1,
+            directions: 1,
+        };
+        let wx = [0.1, 0.2, 0.3, 0.4];
+        let wh = [0.5, 0.6, 0.7, 0.8];
+        let bx = [0.01, 0.02, 0.03, 0.04];
+        let bh = [0.05, 0.06, 0.07, 0.08];
+        let params: Vec<f32> = wx
+            .iter()
+            .chain(&wh)
+            .chain(&bx)
+            .chain(&bh)
+            .copied()
+            .collect();
+        let data = [1.0, -1.0];
+        let (mut h, mut c) = (0.2f32, -0.1f32);
+        let mut want = vec![];
+        for &x in &data {
+            let g = |k: usize| wx[k] * x + bx[k] + wh[k] * h + bh[k];
+            let (i, f, gg, o) = (sigmoid(g(0)), sigmoid(g(1)), g(2).tanh(), sigmoid(g(3)));
+            c = f * c + i * gg;
+            h = o * c.tanh();
+            want.push(h);
+        }
+        let mut out = [0.0; 2];
+        let mut cy = [0.0];
+        let states = RnnStates {
+            h0: &[0.2],
+            c0: Some(&[-0.1]),
+            hy: None,
+            cy: Some(&mut cy),
+        };
+        rnn_forward(&shape, &data, &params, states, None, &mut out);
+        assert!((out[0] - want[0]).abs() < 1e-6 && (out[1] - want[1]).abs() < 1e-6);
+        assert!((cy[0] - c).abs() < 1e-6);
+    }
+
+    #[test]
+    fn gru_bidirectional_reverse_runs_backwards() {
+        // H = 1, I = 1, two directions; the reverse direction's output at
+        // t = 0 must equal one GRU step over x[0] from the state after x[1].
+        let shape = RnnShape {
+            mode: RnnMode::Gru,
+            seq_len: 2,
+            batch: 1,
+            input_size: 1,
+            hidden: 1,
+            layers: 1,
+            directions: 2,
+        };
+        let fw = ([0.3, -0.2, 0.5], [0.1, 0.4, -0.6]);
+        let bw = ([-0.3, 0.2, 0.7], [0.2, -0.1, 0.3]);
+        let bias = [0.0f32; 12];
+        let params: Vec<f32> =
+            fw.0.iter()
+                .chain(&fw.1)
+                .chain(&bw.0)
+                .chain(&bw.1)
+                .chain(&bias)
+                .copied()
+                .collect();
+        let step = |w: &([f32; 3], [f32; 3]), x: f32, h: f32| {
+            let r = sigmoid(w.0[0] * x + w.1[0] * h);
+            let z = sigmoid(w.0[1] * x + w.1[1] * h);
+            let n = (w.0[2] * x + r * (w.1[2] * h)).tanh();
+            (1.0 - z) * n + z * h
+        };
+        let data = [0.7, -0.4];
+        let f0 = step(&fw, data[0], 0.0);
+        let f1 = step(&fw, data[1], f0);
+        let b1 = step(&bw, data[1], 0.0);
+        let b0 = step(&bw, data[0], b1);
+        let mut out = [0.0; 4];
+        let states = RnnStates {
+            h0: &[0.0, 0.0],
+            c0: None,
+            hy: None,
+            cy: None,
+        };
+        rnn_forward(&shape, &data, &params, states, None, &mut out);
+        let want = [f0, b0, f1, b1];
+        for k in 0..4 {
+            assert!((out[k] - want[k]).abs() < 1e-6, "{out:?} vs {want:?}");
+        }
+    }
+}
