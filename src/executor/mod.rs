@@ -76,62 +76,6 @@ pub struct Executor {
     output_names: Vec<String>,
 }
 
-/// Number of outputs (hidden ones included) of a node.
-pub fn node_output_count(graph: &Graph, node: usize) -> usize {
-    let n = &graph.nodes[node];
-    if n.is_variable() {
-        return 1;
-    }
-    registry()
-        .get(&n.op)
-        .map_or(1, |d| (d.outputs)(&n.attrs).len().max(1))
-}
-
-fn node_output_name(graph: &Graph, node: usize, index: usize) -> String {
-    let n = &graph.nodes[node];
-    if n.is_variable() {
-        return n.name.clone();
-    }
-    let names = registry()
-        .get(&n.op)
-        .map(|d| (d.outputs)(&n.attrs))
-        .unwrap_or_default();
-    let out = names.get(index).cloned().unwrap_or_else(|| {
-        if index == 0 && names.len() <= 1 {
-            "output".to_string()
-        } else {
-            format!("output{index}")
-        }
-    });
-    if n.name.is_empty() {
-        out
-    } else {
-        format!("{}_{}", n.name, out)
-    }
-}
-
-/// Splits the variables reachable from the heads into arguments and auxiliary
-/// states, each in MXNet's DFS order. A variable is an auxiliary state when
-/// some consumer mutates the input it feeds.
-pub fn variable_roles(graph: &Graph, order: &[usize]) -> (Vec<usize>, Vec<usize>) {
-    let mut mutated = vec![false; graph.nodes.len()];
-    for &id in order {
-        let n = &graph.nodes[id];
-        if let Some(def) = registry().get(&n.op) {
-            for &i in def.mutate_inputs {
-                if let Some(e) = n.inputs.get(i) {
-                    mutated[e.node] = true;
-                }
-            }
-        }
-    }
-    let vars = order
-        .iter()
-        .copied()
-        .filter(|&id| graph.nodes[id].is_variable());
-    vars.partition(|&id| !mutated[id])
-}
-
 impl Executor {
     /// Binds `graph`: infers shapes and dtypes, instantiates and prepares
     /// operators, and allocates every entry. Parameters that `spec` does not
@@ -142,9 +86,9 @@ impl Executor {
         let mut total = 0usize;
         for id in 0..graph.nodes.len() {
             entry_base.push(total);
-            total += node_output_count(&graph, id);
+            total += graph.num_outputs(id);
         }
-        let (arg_nodes, aux_nodes) = variable_roles(&graph, &order);
+        let (arg_nodes, aux_nodes) = graph.argument_and_auxiliary_nodes();
 
         let mut ops: HashMap<usize, Box<dyn Op>> = HashMap::new();
         for &id in &order {
@@ -228,7 +172,7 @@ impl Executor {
                 .collect();
             op.prepare(&constants)
                 .map_err(|e| in_node(e, &n.name, &n.op))?;
-            let count = node_output_count(&graph, id);
+            let count = graph.num_outputs(id);
             let outputs = (0..count).map(|i| entry_base[id] + i).collect();
             steps.push(Step {
                 node: id,
@@ -265,7 +209,7 @@ impl Executor {
         let output_names = graph
             .heads
             .iter()
-            .map(|h| node_output_name(&graph, h.node, h.index))
+            .map(|&h| graph.entry_name(h))
             .collect();
         Ok(Executor {
             graph,
@@ -359,16 +303,7 @@ impl Executor {
     ) -> Result<()> {
         pool::pool().install(|| {
             for i in 0..self.steps.len() {
-                self.run_step(i)?;
-                if let Some(m) = monitor.as_deref_mut() {
-                    let step = &self.steps[i];
-                    for (k, &e) in step.outputs.iter().enumerate() {
-                        m(
-                            &node_output_name(&self.graph, step.node, k),
-                            self.values[e].tensor(),
-                        );
-                    }
-                }
+                self.run_step(i, monitor.as_deref_mut())?;
             }
             Ok(())
         })
@@ -382,10 +317,16 @@ impl Executor {
                 self.steps.len()
             )));
         }
-        pool::pool().install(|| self.run_step(i))
+        pool::pool().install(|| self.run_step(i, None))
     }
 
-    fn run_step(&mut self, i: usize) -> Result<()> {
+    /// Runs step `i`, reports its outputs to `monitor`, then returns the
+    /// storage of entries that no later step reads.
+    fn run_step(
+        &mut self,
+        i: usize,
+        monitor: Option<&mut (dyn FnMut(&str, &Tensor) + Send + '_)>,
+    ) -> Result<()> {
         if i == 0 {
             self.reclaim();
         }
@@ -408,6 +349,16 @@ impl Executor {
             self.values[e] = Value::Owned(t);
         }
         let node = step.node;
+        if let (Some(m), Ok(())) = (monitor, &result) {
+            for (k, &e) in self.steps[i].outputs.iter().enumerate() {
+                let entry = crate::graph::Entry {
+                    node,
+                    index: k,
+                    version: 0,
+                };
+                m(&self.graph.entry_name(entry), self.values[e].tensor());
+            }
+        }
         for k in 0..self.plan.release_after[i].len() {
             self.release(self.plan.release_after[i][k]);
         }
