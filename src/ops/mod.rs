@@ -4,6 +4,7 @@
 
 pub mod attrs;
 pub mod catalog;
+pub mod quantized;
 
 use crate::dtype::DType;
 use crate::error::Result;
@@ -153,4 +154,5 @@ pub fn lookup(name: &str) -> Option<&'static OpDef> {
 fn register_all(r: &mut Registry) {
     // Operator families register here, one line each.
     catalog::register(r);
+    quantized::register(r);
 }
