@@ -2,3 +2,4 @@
 
 pub mod npy;
 pub mod params;
+pub mod symbol;

@@ -2,6 +2,7 @@
 //! describes them, independent of any operator implementation.
 
 pub mod listing;
+pub mod prune;
 
 use std::collections::BTreeMap;
 
