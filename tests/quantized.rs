@@ -28,7 +28,12 @@ const DEFAULT_FP32_TOLERANCE: f64 = 0.05;
 
 /// Relative L2 distance; the plain L2 norm of `got` when `reference` is zero.
 fn rel_l2(got: &[f64], reference: &[f64]) -> f64 {
-    let diff: f64 = got.iter().zip(reference).map(|(a, b)| (a - b) * (a - b)).sum::<f64>().sqrt();
+    let diff: f64 = got
+        .iter()
+        .zip(reference)
+        .map(|(a, b)| (a - b) * (a - b))
+        .sum::<f64>()
+        .sqrt();
     let norm: f64 = reference.iter().map(|v| v * v).sum::<f64>().sqrt();
     if norm == 0.0 {
         got.iter().map(|v| v * v).sum::<f64>().sqrt()
@@ -67,12 +72,15 @@ struct Case {
 
 fn load_case(name: &str) -> Case {
     let dir = root().join(name);
-    let meta_text = std::fs::read_to_string(dir.join(format!("{name}-meta.json"))).expect("meta.json is readable");
+    let meta_text = std::fs::read_to_string(dir.join(format!("{name}-meta.json")))
+        .expect("meta.json is readable");
     let meta: Value = serde_json::from_str(&meta_text).expect("meta.json is valid JSON");
-    let graph = load_file(&dir.join(format!("{name}-symbol.json"))).unwrap_or_else(|e| panic!("{name}: symbol: {e}"));
+    let graph = load_file(&dir.join(format!("{name}-symbol.json")))
+        .unwrap_or_else(|e| panic!("{name}: symbol: {e}"));
     let mut params = HashMap::new();
     let mut aux = HashMap::new();
-    let list = load_params_file(&dir.join(format!("{name}-0000.params"))).expect("params file loads");
+    let list =
+        load_params_file(&dir.join(format!("{name}-0000.params"))).expect("params file loads");
     for (key, t) in list.named() {
         match key.split_once(':') {
             Some(("arg", n)) => params.insert(n.to_string(), Arc::new(t.clone())),
@@ -81,7 +89,10 @@ fn load_case(name: &str) -> Case {
         };
     }
     let io_list = load_params_file(&dir.join(format!("{name}-io.params"))).expect("io file loads");
-    let io = io_list.named().map(|(k, t)| (k.to_string(), t.clone())).collect();
+    let io = io_list
+        .named()
+        .map(|(k, t)| (k.to_string(), t.clone()))
+        .collect();
     Case {
         name: name.to_string(),
         meta,
@@ -94,7 +105,12 @@ fn load_case(name: &str) -> Case {
 
 /// Binds the case, feeds its inputs and runs one forward pass.
 fn run(case: &Case) -> Result<Vec<Tensor>, String> {
-    let inputs: Vec<String> = case.meta["inputs"].as_object().expect("inputs map").keys().cloned().collect();
+    let inputs: Vec<String> = case.meta["inputs"]
+        .as_object()
+        .expect("inputs map")
+        .keys()
+        .cloned()
+        .collect();
     let mut spec = BindSpec {
         args: case.params.clone(),
         aux: case.aux.clone(),
@@ -105,9 +121,11 @@ fn run(case: &Case) -> Result<Vec<Tensor>, String> {
         spec.input_shapes.push((name.clone(), t.shape().to_vec()));
         spec.input_dtypes.push((name.clone(), t.dtype()));
     }
-    let mut exec = Executor::bind(case.graph.clone(), spec).map_err(|e| format!("bind failed: {e}"))?;
+    let mut exec =
+        Executor::bind(case.graph.clone(), spec).map_err(|e| format!("bind failed: {e}"))?;
     for name in &inputs {
-        exec.set_argument(name, case.io[name].bytes()).map_err(|e| format!("input {name}: {e}"))?;
+        exec.set_argument(name, case.io[name].bytes())
+            .map_err(|e| format!("input {name}: {e}"))?;
     }
     exec.forward().map_err(|e| format!("forward failed: {e}"))?;
     (0..exec.num_outputs())
@@ -146,15 +164,25 @@ fn check_case(name: &str) -> Vec<String> {
     // Bit-exact checks against MXNet.
     let exact: Vec<usize> = case.meta["mxnet_exact_outputs"]
         .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_u64()).map(|v| v as usize).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_u64())
+                .map(|v| v as usize)
+                .collect()
+        })
         .unwrap_or_default();
     for &i in &exact {
         let Some(theirs) = case.io.get(&format!("output{i}")) else {
-            failures.push(format!("{name}: output{i} is listed as exact but MXNet's value is missing"));
+            failures.push(format!(
+                "{name}: output{i} is listed as exact but MXNet's value is missing"
+            ));
             continue;
         };
         let Some(ours) = outputs.get(i) else {
-            failures.push(format!("{name}: we produced {} outputs, output{i} is missing", outputs.len()));
+            failures.push(format!(
+                "{name}: we produced {} outputs, output{i} is missing",
+                outputs.len()
+            ));
             continue;
         };
         if ours.dtype() != theirs.dtype() || ours.shape() != theirs.shape() {
@@ -177,10 +205,21 @@ fn check_case(name: &str) -> Vec<String> {
     }
 
     // Drift from FP32, ours next to MXNet's.
-    let fp32: Vec<&Tensor> = (0..).map_while(|i| case.io.get(&format!("fp32_output{i}"))).collect();
+    let fp32: Vec<&Tensor> = (0..)
+        .map_while(|i| case.io.get(&format!("fp32_output{i}")))
+        .collect();
     let ours: Vec<&Tensor> = outputs.iter().collect();
-    let our_drift = rel_l2(&real_values(&ours), &fp32[0].to_f32_vec().into_iter().map(f64::from).collect::<Vec<_>>());
-    let mxnet_drift = case.meta["mxnet_drift"].as_array().and_then(|a| a[0].as_f64());
+    let our_drift = rel_l2(
+        &real_values(&ours),
+        &fp32[0]
+            .to_f32_vec()
+            .into_iter()
+            .map(f64::from)
+            .collect::<Vec<_>>(),
+    );
+    let mxnet_drift = case.meta["mxnet_drift"]
+        .as_array()
+        .and_then(|a| a[0].as_f64());
     let mxnet_text = match (&case.meta["mxnet_error"], mxnet_drift) {
         (Value::String(_), _) => "MXNet failed".to_string(),
         (_, Some(d)) => format!("{d:.6}"),
@@ -188,9 +227,13 @@ fn check_case(name: &str) -> Vec<String> {
     };
     println!("{name:48} ours {our_drift:.6}  mxnet {mxnet_text:>12}  reference {reference}");
     if reference == "fp32" {
-        let tolerance = case.meta["fp32_tolerance"].as_f64().unwrap_or(DEFAULT_FP32_TOLERANCE);
+        let tolerance = case.meta["fp32_tolerance"]
+            .as_f64()
+            .unwrap_or(DEFAULT_FP32_TOLERANCE);
         if our_drift > tolerance + 1e-6 {
-            failures.push(format!("{name}: drift from FP32 {our_drift:.6} exceeds the tolerance {tolerance}"));
+            failures.push(format!(
+                "{name}: drift from FP32 {our_drift:.6} exceeds the tolerance {tolerance}"
+            ));
         }
     }
     failures
@@ -208,7 +251,12 @@ fn check_group(prefixes: &[&str]) {
     names.sort();
     assert!(!names.is_empty(), "no fixture matches {prefixes:?}");
     let failures: Vec<String> = names.iter().flat_map(|n| check_case(n)).collect();
-    assert!(failures.is_empty(), "{} failed checks:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failed checks:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -228,7 +276,11 @@ fn quantized_pooling() {
 
 #[test]
 fn quantized_flatten_act_embedding() {
-    check_group(&["quantized_flatten_", "quantized_act_", "quantized_embedding"]);
+    check_group(&[
+        "quantized_flatten_",
+        "quantized_act_",
+        "quantized_embedding",
+    ]);
 }
 
 #[test]

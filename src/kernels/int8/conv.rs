@@ -208,10 +208,10 @@ fn accumulate_pixel<X: QuantElem>(
                 let px = &input[pixel * geom.in_channels..(pixel + 1) * geom.in_channels];
                 for g in 0..geom.groups {
                     let xs = &px[g * icg..(g + 1) * icg];
-                    for oc in g * ocg..(g + 1) * ocg {
+                    for (oc, a) in acc.iter_mut().enumerate().skip(g * ocg).take(ocg) {
                         let w = &weights.data[(oc * taps + t) * icg..(oc * taps + t + 1) * icg];
                         let dot: i32 = xs.iter().zip(w).map(|(&x, &w)| x.to_i32() * w as i32).sum();
-                        acc[oc] += dot;
+                        *a += dot;
                     }
                 }
             }

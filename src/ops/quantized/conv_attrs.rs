@@ -101,8 +101,8 @@ impl ConvParams {
                 rank + 2
             )));
         }
-        if data[1] % self.num_group != 0
-            || self.num_filter % self.num_group != 0
+        if !data[1].is_multiple_of(self.num_group)
+            || !self.num_filter.is_multiple_of(self.num_group)
             || self.num_filter == 0
         {
             return Err(id.shape_err(format!(

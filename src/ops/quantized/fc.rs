@@ -137,10 +137,10 @@ impl Op for QuantizedFc {
         let data = known_type(&self.id, inputs, 0, "data")?;
         self.id
             .expect_dtype("data", data, &[DType::I8, DType::U8])?;
-        for i in 1..self.ranges_start() {
-            inputs[i].get_or_insert(DType::I8);
-            self.id
-                .expect_dtype("weight/bias", inputs[i].unwrap(), &[DType::I8])?;
+        let end = self.ranges_start();
+        for slot in &mut inputs[1..end] {
+            let t = *slot.get_or_insert(DType::I8);
+            self.id.expect_dtype("weight/bias", t, &[DType::I8])?;
         }
         range_input_types(&self.id, inputs, self.ranges_start()..inputs.len())?;
         Ok(vec![DType::I32, DType::F32, DType::F32])

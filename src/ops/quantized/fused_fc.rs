@@ -289,10 +289,10 @@ impl Op for FusedFc {
         } else {
             DType::I8
         };
-        for i in 1..self.data_range_index() {
-            inputs[i].get_or_insert(param_type);
-            self.id
-                .expect_dtype("weight/bias", inputs[i].unwrap(), &[param_type])?;
+        let end = self.data_range_index();
+        for slot in &mut inputs[1..end] {
+            let t = *slot.get_or_insert(param_type);
+            self.id.expect_dtype("weight/bias", t, &[param_type])?;
         }
         range_input_types(&self.id, inputs, self.data_range_index()..inputs.len())?;
         let out = self.output_dtype();
