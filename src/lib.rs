@@ -11,6 +11,7 @@ pub mod format;
 pub mod graph;
 pub mod kernels;
 pub mod ops;
+pub mod predictor;
 pub mod tensor;
 
 pub use dtype::DType;

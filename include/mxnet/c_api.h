@@ -32,6 +32,33 @@ extern "C" {
 #define MXNET_VERSION 10901
 
 /*
+ The version MXNet assumes for files without `mxnet_version`: 0.8.0.
+ */
+#define DEFAULT_VERSION 800
+
+/*
+ SELU constants from Klambauer et al., "Self-Normalizing Neural Networks" (2017).
+ */
+#define SELU_ALPHA 1.6732632
+
+#define SELU_LAMBDA 1.050701
+
+/*
+ `float(INT32_MAX)` as MXNet computes it, which rounds to 2^31.
+ */
+#define P31 2147483648.0
+
+/*
+ oneDNN's "quantized range" of int8 data in MXNet 1.9.1.
+ */
+#define INT8_RANGE 127.5
+
+/*
+ oneDNN's "quantized range" of uint8 data in MXNet 1.9.1.
+ */
+#define UINT8_RANGE 255.5
+
+/*
  Returns the last error message of this thread; `""` before any failure.
  */
 const char *MXGetLastError(void);
@@ -191,6 +218,159 @@ int MXNDArrayWaitToWrite(NDArrayHandle _h);
  Waits for all pending work; returns at once (synchronous engine).
  */
 int MXNDArrayWaitAll(void);
+
+/*
+ Copies output `index` (raw bytes of its dtype, `size` elements) into `data`.
+
+ # Safety
+ `data` must be valid for `size` elements of the output's dtype.
+ */
+int MXPredGetOutput(PredictorHandle handle, mx_uint index, float *data, mx_uint size);
+
+/*
+ Installs a callback called after each operator with each of its outputs
+ (`monitor_all` also reports inputs in MXNet; here outputs are always reported).
+
+ # Safety
+ `callback` must stay callable while the predictor lives.
+ */
+int MXPredSetMonitorCallback(PredictorHandle handle, PredMonitorCallback callback, void *callback_handle, bool _monitor_all);
+
+/*
+ Creates a symbol from a JSON file, upgrading legacy layouts.
+
+ # Safety
+ `fname` must be a NUL-terminated string and `out` valid for one write.
+ */
+int MXSymbolCreateFromFile(const char *fname, SymbolHandle *out);
+
+/*
+ Creates a symbol from JSON text, upgrading legacy layouts.
+
+ # Safety
+ `json` must be a NUL-terminated string and `out` valid for one write.
+ */
+int MXSymbolCreateFromJSON(const char *json, SymbolHandle *out);
+
+/*
+ Writes the symbol as MXNet 1.9.1's JSON into a per-thread string.
+
+ # Safety
+ `symbol` must be a live handle and `out_json` valid for one write.
+ */
+int MXSymbolSaveToJSON(SymbolHandle symbol, const char **out_json);
+
+/*
+ Writes the symbol as MXNet 1.9.1's JSON to a file.
+
+ # Safety
+ `symbol` must be a live handle and `fname` a NUL-terminated string.
+ */
+int MXSymbolSaveToFile(SymbolHandle symbol, const char *fname);
+
+/*
+ Lists the argument names (variables no operator mutates), in MXNet's order.
+
+ # Safety
+ `symbol` must be a live handle; the output pointers must be writable.
+ */
+int MXSymbolListArguments(SymbolHandle symbol, mx_uint *out_size, const char *const **out_str_array);
+
+/*
+ Lists the output names (`<node>_<output>` for each head).
+
+ # Safety
+ `symbol` must be a live handle; the output pointers must be writable.
+ */
+int MXSymbolListOutputs(SymbolHandle symbol, mx_uint *out_size, const char *const **out_str_array);
+
+/*
+ Lists the auxiliary-state names (variables an operator mutates).
+
+ # Safety
+ `symbol` must be a live handle; the output pointers must be writable.
+ */
+int MXSymbolListAuxiliaryStates(SymbolHandle symbol, mx_uint *out_size, const char *const **out_str_array);
+
+/*
+ Lists input variable names: `option` 0 for all of them in DFS order,
+ 1 for arguments only, 2 for auxiliary states only.
+
+ # Safety
+ `symbol` must be a live handle; the output pointers must be writable.
+ */
+int NNSymbolListInputNames(SymbolHandle symbol, int option, mx_uint *out_size, const char *const **out_str_array);
+
+/*
+ Releases a symbol handle; null is accepted.
+
+ # Safety
+ `symbol` must be null or a live handle from this library.
+ */
+int MXSymbolFree(SymbolHandle symbol);
+
+/*
+ Releases a symbol handle; the same as `MXSymbolFree`.
+
+ # Safety
+ `symbol` must be null or a live handle from this library.
+ */
+int NNSymbolFree(SymbolHandle symbol);
+
+/*
+ Creates an independent copy of a symbol.
+
+ # Safety
+ `symbol` must be a live handle and `out` valid for one write.
+ */
+int MXSymbolCopy(SymbolHandle symbol, SymbolHandle *out);
+
+/*
+ Creates the internals symbol: every variable and every visible operator
+ output, in DFS order.
+
+ # Safety
+ `symbol` must be a live handle and `out` valid for one write.
+ */
+int MXSymbolGetInternals(SymbolHandle symbol, SymbolHandle *out);
+
+/*
+ Creates a symbol with only output `index` of `symbol`.
+
+ # Safety
+ `symbol` must be a live handle and `out` valid for one write.
+ */
+int MXSymbolGetOutput(SymbolHandle symbol, mx_uint index, SymbolHandle *out);
+
+/*
+ Writes the number of outputs (heads) of a symbol.
+
+ # Safety
+ `symbol` must be a live handle and `output_count` valid for one write.
+ */
+int MXSymbolGetNumOutputs(SymbolHandle symbol, mx_uint *output_count);
+
+/*
+ Writes the name of the node the symbol's outputs come from; `*success`
+ is 0 and `*out` NULL when they come from several nodes.
+
+ # Safety
+ `symbol` must be a live handle; `out` and `success` must be writable.
+ */
+int MXSymbolGetName(SymbolHandle symbol, const char **out, int *success);
+
+/*
+ Looks up attribute `key` of the node the symbol's outputs come from.
+ `name`, `op_name` and `_value_index` are answered from the node itself;
+
+ `lr_mult` and the other legacy names also find `__lr_mult__`, …
+ A missing attribute is not an error: `*success` is 0 and `*out` NULL.
+
+ # Safety
+ `symbol` must be a live handle, `key` a NUL-terminated string, and
+ `out` and `success` writable.
+ */
+int MXSymbolGetAttr(SymbolHandle symbol, const char *key, const char **out, int *success);
 
 #ifdef __cplusplus
 }

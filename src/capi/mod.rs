@@ -7,6 +7,8 @@
 //! function is called again on the same thread.
 
 pub mod ndarray;
+pub mod predict;
+pub mod symbol;
 
 use crate::error::{Error, Result};
 use std::cell::RefCell;

@@ -15,7 +15,8 @@ pub type PredictorHandle = *mut c_void;
 /// `NDListHandle` in MXNet's headers.
 pub type NDListHandle = *mut c_void;
 /// `PredMonitorCallback`: called with an output name and a new array handle the callee owns.
-pub type PredMonitorCallback = Option<unsafe extern "C" fn(*const c_char, *mut c_void, *mut c_void)>;
+pub type PredMonitorCallback =
+    Option<unsafe extern "C" fn(*const c_char, *mut c_void, *mut c_void)>;
 
 struct Monitor {
     callback: unsafe extern "C" fn(*const c_char, *mut c_void, *mut c_void),
@@ -42,7 +43,10 @@ fn new_handle(predictor: Predictor) -> PredictorHandle {
 
 /// # Safety
 /// `h` must be null or a live handle from this library.
-unsafe fn with_predictor<R>(h: PredictorHandle, f: impl FnOnce(&mut PredictorObject) -> Result<R>) -> Result<R> {
+unsafe fn with_predictor<R>(
+    h: PredictorHandle,
+    f: impl FnOnce(&mut PredictorObject) -> Result<R>,
+) -> Result<R> {
     let m = (h as *const Handle)
         .as_ref()
         .ok_or_else(|| Error::invalid("PredictorHandle is null"))?;
@@ -53,7 +57,7 @@ unsafe fn with_predictor<R>(h: PredictorHandle, f: impl FnOnce(&mut PredictorObj
 /// Reads `num` named shapes given as keys + CSR-style index pointer + dims.
 unsafe fn read_shapes(
     num: MxUint,
-    keys: *const *const c_char,
+    keys: *mut *const c_char,
     indptr: *const MxUint,
     data: *const MxUint,
 ) -> Result<Vec<(String, Shape)>> {
@@ -81,7 +85,9 @@ unsafe fn read_shapes(
 
 unsafe fn params_slice<'a>(bytes: *const c_void, size: c_int) -> Result<&'a [u8]> {
     if size <= 0 {
-        return Err(Error::invalid(format!("param_size must be positive, got {size}")));
+        return Err(Error::invalid(format!(
+            "param_size must be positive, got {size}"
+        )));
     }
     c_slice(bytes as *const u8, size as usize, "param_bytes")
 }
@@ -93,7 +99,7 @@ unsafe fn create_common(
     param_size: c_int,
     dev_type: c_int,
     num_input_nodes: MxUint,
-    input_keys: *const *const c_char,
+    input_keys: *mut *const c_char,
     input_shape_indptr: *const MxUint,
     input_shape_data: *const MxUint,
     input_dtypes: Vec<(String, DType)>,
@@ -103,7 +109,12 @@ unsafe fn create_common(
     let config = PredictorConfig {
         symbol_json: c_str(symbol_json, "symbol_json_str")?,
         params: params_slice(param_bytes, param_size)?,
-        input_shapes: read_shapes(num_input_nodes, input_keys, input_shape_indptr, input_shape_data)?,
+        input_shapes: read_shapes(
+            num_input_nodes,
+            input_keys,
+            input_shape_indptr,
+            input_shape_data,
+        )?,
         input_dtypes,
         output_keys,
     };
@@ -122,12 +133,13 @@ pub unsafe extern "C" fn MXPredCreate(
     dev_type: c_int,
     dev_id: c_int,
     num_input_nodes: MxUint,
-    input_keys: *const *const c_char,
+    input_keys: *mut *const c_char,
     input_shape_indptr: *const MxUint,
     input_shape_data: *const MxUint,
     out: *mut PredictorHandle,
 ) -> c_int {
     api_call(|| {
+        let _ = dev_id; // Every CPU device id runs on the same CPU.
         let p = create_common(
             symbol_json_str,
             param_bytes,
@@ -156,21 +168,25 @@ pub unsafe extern "C" fn MXPredCreateEx(
     dev_type: c_int,
     dev_id: c_int,
     num_input_nodes: MxUint,
-    input_keys: *const *const c_char,
+    input_keys: *mut *const c_char,
     input_shape_indptr: *const MxUint,
     input_shape_data: *const MxUint,
     num_provided_arg_dtypes: MxUint,
-    provided_arg_dtype_names: *const *const c_char,
+    provided_arg_dtype_names: *mut *const c_char,
     provided_arg_dtypes: *const c_int,
     out: *mut PredictorHandle,
 ) -> c_int {
     api_call(|| {
+        let _ = dev_id; // Every CPU device id runs on the same CPU.
         let n = num_provided_arg_dtypes as usize;
         let names = c_slice(provided_arg_dtype_names, n, "provided_arg_dtype_names")?;
         let flags = c_slice(provided_arg_dtypes, n, "provided_arg_dtypes")?;
         let mut dtypes = Vec::with_capacity(n);
         for (&name, &flag) in names.iter().zip(flags) {
-            dtypes.push((c_str(name, "dtype name")?.to_string(), DType::from_flag(flag)?));
+            dtypes.push((
+                c_str(name, "dtype name")?.to_string(),
+                DType::from_flag(flag)?,
+            ));
         }
         let p = create_common(
             symbol_json_str,
@@ -200,14 +216,15 @@ pub unsafe extern "C" fn MXPredCreatePartialOut(
     dev_type: c_int,
     dev_id: c_int,
     num_input_nodes: MxUint,
-    input_keys: *const *const c_char,
+    input_keys: *mut *const c_char,
     input_shape_indptr: *const MxUint,
     input_shape_data: *const MxUint,
     num_output_nodes: MxUint,
-    output_keys: *const *const c_char,
+    output_keys: *mut *const c_char,
     out: *mut PredictorHandle,
 ) -> c_int {
     api_call(|| {
+        let _ = dev_id; // Every CPU device id runs on the same CPU.
         let keys = c_slice(output_keys, num_output_nodes as usize, "output_keys")?
             .iter()
             .map(|&k| c_str(k, "output key").map(str::to_string))
@@ -240,15 +257,18 @@ pub unsafe extern "C" fn MXPredCreateMultiThread(
     dev_type: c_int,
     dev_id: c_int,
     num_input_nodes: MxUint,
-    input_keys: *const *const c_char,
+    input_keys: *mut *const c_char,
     input_shape_indptr: *const MxUint,
     input_shape_data: *const MxUint,
     num_threads: c_int,
     out: *mut PredictorHandle,
 ) -> c_int {
     api_call(|| {
+        let _ = dev_id; // Every CPU device id runs on the same CPU.
         if num_threads <= 0 {
-            return Err(Error::invalid(format!("num_threads must be positive, got {num_threads}")));
+            return Err(Error::invalid(format!(
+                "num_threads must be positive, got {num_threads}"
+            )));
         }
         if out.is_null() {
             return Err(Error::invalid("output pointer out is null"));
@@ -266,7 +286,12 @@ pub unsafe extern "C" fn MXPredCreateMultiThread(
             Vec::new(),
         )?;
         let mut all = vec![];
-        let shapes = read_shapes(num_input_nodes, input_keys, input_shape_indptr, input_shape_data)?;
+        let shapes = read_shapes(
+            num_input_nodes,
+            input_keys,
+            input_shape_indptr,
+            input_shape_data,
+        )?;
         for _ in 1..num_threads {
             all.push(first.reshape(shapes.clone())?);
         }
@@ -285,14 +310,19 @@ pub unsafe extern "C" fn MXPredCreateMultiThread(
 #[no_mangle]
 pub unsafe extern "C" fn MXPredReshape(
     num_input_nodes: MxUint,
-    input_keys: *const *const c_char,
+    input_keys: *mut *const c_char,
     input_shape_indptr: *const MxUint,
     input_shape_data: *const MxUint,
     handle: PredictorHandle,
     out: *mut PredictorHandle,
 ) -> c_int {
     api_call(|| {
-        let shapes = read_shapes(num_input_nodes, input_keys, input_shape_indptr, input_shape_data)?;
+        let shapes = read_shapes(
+            num_input_nodes,
+            input_keys,
+            input_shape_indptr,
+            input_shape_data,
+        )?;
         let p = with_predictor(handle, |o| o.predictor.reshape(shapes))?;
         write_out(out, new_handle(p), "out")
     })
@@ -318,7 +348,11 @@ pub unsafe extern "C" fn MXPredGetOutputShape(
                 .output(index as usize)?
                 .shape()
                 .iter()
-                .map(|&d| u32::try_from(d).map_err(|_| Error::invalid(format!("dimension {d} does not fit in 32 bits"))))
+                .map(|&d| {
+                    u32::try_from(d).map_err(|_| {
+                        Error::invalid(format!("dimension {d} does not fit in 32 bits"))
+                    })
+                })
                 .collect::<Result<Vec<_>>>()?;
             o.shape_buf = dims;
             write_out(shape_data, o.shape_buf.as_mut_ptr(), "shape_data")?;
@@ -334,7 +368,11 @@ pub unsafe extern "C" fn MXPredGetOutputShape(
 /// # Safety
 /// `out_dtype` must be writable.
 #[no_mangle]
-pub unsafe extern "C" fn MXPredGetOutputType(handle: PredictorHandle, index: MxUint, out_dtype: *mut c_int) -> c_int {
+pub unsafe extern "C" fn MXPredGetOutputType(
+    handle: PredictorHandle,
+    index: MxUint,
+    out_dtype: *mut c_int,
+) -> c_int {
     api_call(|| {
         with_predictor(handle, |o| {
             let flag = o.predictor.executor.output(index as usize)?.dtype().flag();
@@ -348,7 +386,12 @@ pub unsafe extern "C" fn MXPredGetOutputType(handle: PredictorHandle, index: MxU
 /// # Safety
 /// `data` must be valid for `size` elements of the input's dtype.
 #[no_mangle]
-pub unsafe extern "C" fn MXPredSetInput(handle: PredictorHandle, key: *const c_char, data: *const f32, size: MxUint) -> c_int {
+pub unsafe extern "C" fn MXPredSetInput(
+    handle: PredictorHandle,
+    key: *const c_char,
+    data: *const f32,
+    size: MxUint,
+) -> c_int {
     api_call(|| {
         let key = c_str(key, "key")?;
         with_predictor(handle, |o| {
@@ -397,11 +440,16 @@ pub unsafe extern "C" fn MXPredForward(handle: PredictorHandle) -> c_int {
 /// # Safety
 /// `step_left` must be writable.
 #[no_mangle]
-pub unsafe extern "C" fn MXPredPartialForward(handle: PredictorHandle, step: c_int, step_left: *mut c_int) -> c_int {
+pub unsafe extern "C" fn MXPredPartialForward(
+    handle: PredictorHandle,
+    step: c_int,
+    step_left: *mut c_int,
+) -> c_int {
     api_call(|| {
         with_predictor(handle, |o| {
             let total = o.predictor.executor.num_steps();
-            let step = usize::try_from(step).map_err(|_| Error::invalid(format!("step must not be negative, got {step}")))?;
+            let step = usize::try_from(step)
+                .map_err(|_| Error::invalid(format!("step must not be negative, got {step}")))?;
             o.predictor.executor.forward_step(step)?;
             write_out(step_left, (total - step - 1) as c_int, "step_left")
         })
@@ -413,7 +461,12 @@ pub unsafe extern "C" fn MXPredPartialForward(handle: PredictorHandle, step: c_i
 /// # Safety
 /// `data` must be valid for `size` elements of the output's dtype.
 #[no_mangle]
-pub unsafe extern "C" fn MXPredGetOutput(handle: PredictorHandle, index: MxUint, data: *mut f32, size: MxUint) -> c_int {
+pub unsafe extern "C" fn MXPredGetOutput(
+    handle: PredictorHandle,
+    index: MxUint,
+    data: *mut f32,
+    size: MxUint,
+) -> c_int {
     api_call(|| {
         with_predictor(handle, |o| {
             let t = o.predictor.executor.output(index as usize)?;
@@ -504,16 +557,21 @@ pub unsafe extern "C" fn MXNDListCreate(
             shape_buf: Vec::new(),
         };
         for (i, a) in list.arrays.iter().enumerate() {
-            let t = a.as_ref().ok_or_else(|| Error::invalid(format!("array {i} is a none array")))?;
+            let t = a
+                .as_ref()
+                .ok_or_else(|| Error::invalid(format!("array {i} is a none array")))?;
             let name = list.names.get(i).map_or("", String::as_str);
-            obj.keys.push(CString::new(name.replace('\0', " ")).unwrap_or_default());
+            obj.keys
+                .push(CString::new(name.replace('\0', " ")).unwrap_or_default());
             obj.offsets.push(obj.data.len());
             let start = obj.data.len();
             // A slot is numel floats, but an f64/i64 array needs numel * 8 bytes.
             let slot = t.numel().max(t.bytes().len().div_ceil(4));
             obj.data.resize(start + slot, 0.0);
-            bytemuck::cast_slice_mut::<f32, u8>(&mut obj.data[start..])[..t.bytes().len()].copy_from_slice(t.bytes());
-            obj.shapes.push(t.shape().iter().map(|&d| d as u32).collect());
+            bytemuck::cast_slice_mut::<f32, u8>(&mut obj.data[start..])[..t.bytes().len()]
+                .copy_from_slice(t.bytes());
+            obj.shapes
+                .push(t.shape().iter().map(|&d| d as u32).collect());
         }
         let len = obj.keys.len() as MxUint;
         write_out(out_length, len, "out_length")?;
@@ -540,7 +598,10 @@ pub unsafe extern "C" fn MXNDListGet(
             .ok_or_else(|| Error::invalid("NDListHandle is null"))?;
         let i = index as usize;
         if i >= obj.keys.len() {
-            return Err(Error::invalid(format!("index {i} out of range: the list has {} arrays", obj.keys.len())));
+            return Err(Error::invalid(format!(
+                "index {i} out of range: the list has {} arrays",
+                obj.keys.len()
+            )));
         }
         obj.shape_buf = obj.shapes[i].clone();
         write_out(out_key, obj.keys[i].as_ptr(), "out_key")?;

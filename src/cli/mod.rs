@@ -1,10 +1,13 @@
 //! Subcommands of the `mxnet-int8` command-line tool.
 
+mod run;
+
 use mxnet::{Error, Result};
 
 const USAGE: &str = "usage:
   mxnet-int8 inspect MODEL-symbol.json [MODEL-0000.params]
-  mxnet-int8 run MODEL-symbol.json MODEL-0000.params (--input x.npy | --shape 1,3,224,224) [--output y.npy]
+  mxnet-int8 run MODEL-symbol.json MODEL-0000.params (--input x.npy | --shape 1,3,224,224)
+             [--input-name data] [--output y.npy] [--compare FP32-symbol.json FP32.params]
   mxnet-int8 bench MODEL-symbol.json MODEL-0000.params --shape 1,3,224,224 [--runs N] [--warmup N]";
 
 /// Runs the subcommand named by the first argument.
@@ -14,6 +17,8 @@ pub fn dispatch(args: &[String]) -> Result<()> {
             println!("{USAGE}");
             Ok(())
         }
+        Some("run") => run::run(&args[1..]),
+        Some("bench") => run::bench(&args[1..]),
         Some(other) => Err(Error::invalid(format!(
             "unknown command {other:?}\n{USAGE}"
         ))),

@@ -1,0 +1,274 @@
+//! `run` and `bench`: bind a model, feed it an input and report outputs or timings.
+
+use mxnet::dtype::DType;
+use mxnet::executor::pool::thread_count;
+use mxnet::format::npy::{read_npy, write_npy};
+use mxnet::format::params::load_params;
+use mxnet::predictor::{Predictor, PredictorConfig};
+use mxnet::{Error, Result, Tensor};
+use std::time::Instant;
+
+/// Options shared by `run` and `bench`.
+struct ModelArgs {
+    symbol: String,
+    params: String,
+    input_name: String,
+    input: Option<String>,
+    shape: Option<Vec<usize>>,
+    output: Option<String>,
+    compare: Option<(String, String)>,
+    runs: usize,
+    warmup: usize,
+}
+
+fn parse_args(args: &[String]) -> Result<ModelArgs> {
+    let mut positional = Vec::new();
+    let mut m = ModelArgs {
+        symbol: String::new(),
+        params: String::new(),
+        input_name: "data".into(),
+        input: None,
+        shape: None,
+        output: None,
+        compare: None,
+        runs: 20,
+        warmup: 3,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| Error::invalid(format!("{name} needs a value")))
+        };
+        match a.as_str() {
+            "--input" => m.input = Some(value("--input")?),
+            "--input-name" => m.input_name = value("--input-name")?,
+            "--output" => m.output = Some(value("--output")?),
+            "--shape" => m.shape = Some(parse_shape(&value("--shape")?)?),
+            "--compare" => {
+                let s = value("--compare")?;
+                let p = value("--compare")?;
+                m.compare = Some((s, p));
+            }
+            "--runs" => m.runs = parse_count(&value("--runs")?, "--runs")?,
+            "--warmup" => m.warmup = parse_count(&value("--warmup")?, "--warmup")?,
+            flag if flag.starts_with("--") => {
+                return Err(Error::invalid(format!("unknown option {flag}")))
+            }
+            _ => positional.push(a.clone()),
+        }
+    }
+    let [symbol, params] = positional.as_slice() else {
+        return Err(Error::invalid(
+            "expected MODEL-symbol.json and MODEL-0000.params",
+        ));
+    };
+    m.symbol = symbol.clone();
+    m.params = params.clone();
+    if m.input.is_none() && m.shape.is_none() {
+        return Err(Error::invalid(
+            "give the input as --input x.npy or its shape as --shape 1,3,224,224",
+        ));
+    }
+    Ok(m)
+}
+
+fn parse_count(v: &str, name: &str) -> Result<usize> {
+    v.parse()
+        .map_err(|_| Error::invalid(format!("{name} expects a non-negative integer, got {v:?}")))
+}
+
+fn parse_shape(v: &str) -> Result<Vec<usize>> {
+    v.split(',')
+        .map(|d| d.trim().parse::<usize>().ok().filter(|&d| d > 0))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "invalid shape {v:?}: expected positive integers such as 1,3,224,224"
+            ))
+        })
+}
+
+fn read_file(path: &str) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_string(),
+        source,
+    })
+}
+
+/// Deterministic standard-normal-like values (sum of uniforms), so runs repeat.
+fn synthetic_input(shape: &[usize]) -> Result<Tensor> {
+    let n: usize = shape.iter().product();
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 40) as f32 / (1u64 << 24) as f32
+    };
+    let values: Vec<f32> = (0..n)
+        .map(|_| (0..4).map(|_| next()).sum::<f32>() - 2.0)
+        .collect();
+    Tensor::from_f32(shape, &values)
+}
+
+/// Reads the input from a `.npy` file, or from an NDArray list file (the
+/// array named like the input, else the first one).
+fn read_input_file(path: &str, input_name: &str) -> Result<Tensor> {
+    let bytes = read_file(path)?;
+    if bytes.starts_with(b"\x93NUMPY") {
+        return read_npy(&bytes);
+    }
+    let list = load_params(&bytes)?;
+    let index = list.names.iter().position(|n| n == input_name).unwrap_or(0);
+    list.arrays
+        .into_iter()
+        .nth(index)
+        .flatten()
+        .ok_or_else(|| Error::invalid(format!("{path} holds no input array")))
+}
+
+fn load_input(m: &ModelArgs) -> Result<Tensor> {
+    match (&m.input, &m.shape) {
+        (Some(path), _) => read_input_file(path, &m.input_name),
+        (None, Some(shape)) => synthetic_input(shape),
+        (None, None) => unreachable!("parse_args requires one of them"),
+    }
+}
+
+fn bind(symbol: &str, params: &str, input_name: &str, input: &Tensor) -> Result<Predictor> {
+    let json = String::from_utf8(read_file(symbol)?)
+        .map_err(|_| Error::invalid(format!("{symbol} is not UTF-8 text")))?;
+    let params = read_file(params)?;
+    let mut dtypes = Vec::new();
+    if input.dtype() != DType::F32 {
+        dtypes.push((input_name.to_string(), input.dtype()));
+    }
+    let mut p = Predictor::create(&PredictorConfig {
+        symbol_json: &json,
+        params: &params,
+        input_shapes: vec![(input_name.to_string(), input.shape().to_vec())],
+        input_dtypes: dtypes,
+        output_keys: Vec::new(),
+    })?;
+    p.executor.set_argument(input_name, input.bytes())?;
+    Ok(p)
+}
+
+/// Relative L2 distance `|a - b| / |b|`.
+pub fn relative_l2(a: &[f32], b: &[f32]) -> f64 {
+    let (mut num, mut den) = (0f64, 0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        num += (x as f64 - y as f64).powi(2);
+        den += (y as f64).powi(2);
+    }
+    (num / den.max(f64::MIN_POSITIVE)).sqrt()
+}
+
+fn print_top5(t: &Tensor) {
+    let v = t.to_f32_vec();
+    let classes = *t.shape().last().unwrap_or(&0);
+    if t.ndim() != 2 || classes < 2 {
+        return;
+    }
+    for (b, row) in v.chunks(classes).enumerate() {
+        let mut idx: Vec<usize> = (0..classes).collect();
+        idx.sort_by(|&i, &j| row[j].total_cmp(&row[i]));
+        let top: Vec<String> = idx
+            .iter()
+            .take(5)
+            .map(|&i| format!("{i} ({:.4})", row[i]))
+            .collect();
+        println!("  image {b}: top-5 classes {}", top.join(", "));
+    }
+}
+
+/// `mxnet-int8 run`: one forward pass, outputs and timing.
+pub fn run(args: &[String]) -> Result<()> {
+    let m = parse_args(args)?;
+    let input = load_input(&m)?;
+    let t0 = Instant::now();
+    let mut p = bind(&m.symbol, &m.params, &m.input_name, &input)?;
+    let bind_time = t0.elapsed();
+    let t1 = Instant::now();
+    p.executor.forward()?;
+    let run_time = t1.elapsed();
+    println!(
+        "model {} ({} operators), input {:?} {}",
+        m.symbol,
+        p.executor.num_steps(),
+        input.shape(),
+        input.dtype()
+    );
+    for i in 0..p.executor.num_outputs() {
+        let t = p.executor.output(i)?;
+        println!(
+            "output {i} {}: shape {:?} {}",
+            p.executor.output_names()[i],
+            t.shape(),
+            t.dtype()
+        );
+        print_top5(t);
+    }
+    println!(
+        "bind {:.1} ms, forward {:.1} ms, {} threads",
+        bind_time.as_secs_f64() * 1e3,
+        run_time.as_secs_f64() * 1e3,
+        thread_count()
+    );
+    if let Some((sym, params)) = &m.compare {
+        let mut r = bind(sym, params, &m.input_name, &input)?;
+        r.executor.forward()?;
+        for i in 0..p.executor.num_outputs().min(r.executor.num_outputs()) {
+            let ours = p.executor.output(i)?.to_f32_vec();
+            let reference = r.executor.output(i)?.to_f32_vec();
+            println!(
+                "output {i}: relative L2 distance to {sym}: {:.4}",
+                relative_l2(&ours, &reference)
+            );
+        }
+    }
+    if let Some(path) = &m.output {
+        let bytes = write_npy(p.executor.output(0)?)?;
+        std::fs::write(path, bytes).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        println!("wrote output 0 to {path}");
+    }
+    Ok(())
+}
+
+/// `mxnet-int8 bench`: warm-up runs, then timed runs; prints median latency and throughput.
+pub fn bench(args: &[String]) -> Result<()> {
+    let m = parse_args(args)?;
+    let input = load_input(&m)?;
+    let t0 = Instant::now();
+    let mut p = bind(&m.symbol, &m.params, &m.input_name, &input)?;
+    p.executor.forward()?;
+    let first = t0.elapsed();
+    for _ in 0..m.warmup {
+        p.executor.forward()?;
+    }
+    let mut times = Vec::with_capacity(m.runs.max(1));
+    for _ in 0..m.runs.max(1) {
+        let t = Instant::now();
+        p.executor.forward()?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    let batch = input.shape().first().copied().unwrap_or(1);
+    println!(
+        "{}: batch {batch}, {} threads, bind + first forward {:.1} ms, median {:.3} ms over {} runs (min {:.3} ms), {:.1} images/s",
+        m.symbol,
+        thread_count(),
+        first.as_secs_f64() * 1e3,
+        median * 1e3,
+        times.len(),
+        times[0] * 1e3,
+        batch as f64 / median
+    );
+    Ok(())
+}
