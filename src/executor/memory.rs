@@ -88,7 +88,10 @@ mod tests {
         let io: Vec<(Vec<usize>, Vec<usize>)> = (0..4).map(|i| (vec![i], vec![i + 1])).collect();
         let steps: Vec<StepIo> = io
             .iter()
-            .map(|(i, o)| StepIo { inputs: i, outputs: o })
+            .map(|(i, o)| StepIo {
+                inputs: i,
+                outputs: o,
+            })
             .collect();
         let persistent = [true, false, false, false, true];
         let p = plan(&steps, &[64; 5], &persistent);
@@ -102,8 +105,14 @@ mod tests {
     fn live_entries_never_share() {
         // s0 makes e1 and e2; s1 reads both and makes e3.
         let steps = [
-            StepIo { inputs: &[0], outputs: &[1, 2] },
-            StepIo { inputs: &[1, 2], outputs: &[3] },
+            StepIo {
+                inputs: &[0],
+                outputs: &[1, 2],
+            },
+            StepIo {
+                inputs: &[1, 2],
+                outputs: &[3],
+            },
         ];
         let p = plan(&steps, &[16, 16, 32, 8], &[true, false, false, false]);
         assert_ne!(p.storage_of[1], p.storage_of[2]);

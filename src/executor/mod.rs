@@ -44,7 +44,9 @@ impl Value {
         match self {
             Value::Shared(t) => t,
             Value::Owned(t) => t,
-            Value::Pooled => unreachable!("a pooled entry is read only between its producer and last consumer"),
+            Value::Pooled => {
+                unreachable!("a pooled entry is read only between its producer and last consumer")
+            }
         }
     }
 }
@@ -127,7 +129,9 @@ impl Executor {
         for e in 0..total {
             let numel = crate::tensor::checked_numel(&shapes[e]);
             let size = numel.and_then(|n| n.checked_mul(dtypes[e].size()));
-            bytes.push(size.ok_or_else(|| Error::invalid(format!("shape {:?} is too large", shapes[e])))?);
+            bytes.push(
+                size.ok_or_else(|| Error::invalid(format!("shape {:?} is too large", shapes[e])))?,
+            );
             values.push(Value::Pooled);
         }
         for &id in &order {
@@ -205,12 +209,12 @@ impl Executor {
                 values[e] = Value::Owned(Tensor::zeros(dtypes[e], &shapes[e])?);
             }
         }
-        let blocks = plan.block_bytes.iter().map(|&b| Buffer::zeroed(b)).collect();
-        let output_names = graph
-            .heads
+        let blocks = plan
+            .block_bytes
             .iter()
-            .map(|&h| graph.entry_name(h))
+            .map(|&b| Buffer::zeroed(b))
             .collect();
+        let output_names = graph.heads.iter().map(|&h| graph.entry_name(h)).collect();
         Ok(Executor {
             graph,
             spec,
@@ -343,7 +347,11 @@ impl Executor {
             };
             outs.push(t);
         }
-        let ins: Vec<&Tensor> = step.inputs.iter().map(|&e| self.values[e].tensor()).collect();
+        let ins: Vec<&Tensor> = step
+            .inputs
+            .iter()
+            .map(|&e| self.values[e].tensor())
+            .collect();
         let result = step.op.forward(&ins, &mut outs);
         for (&e, t) in step.outputs.iter().zip(outs) {
             self.values[e] = Value::Owned(t);
