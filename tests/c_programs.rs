@@ -44,6 +44,7 @@ pub fn build_and_run(source: &str, args: &[&str]) -> String {
         .arg(&lib)
         .arg("-lmxnet")
         .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .args(["-lm", "-lpthread"])
         .status()
         .unwrap_or_else(|e| panic!("cannot run {compiler}: {e}"));
     assert!(status.success(), "compiling {source} failed");
@@ -72,5 +73,15 @@ fn fixtures() -> String {
 fn c_ndarray_api() {
     let tmp = std::env::temp_dir();
     let out = build_and_run("ndarray.c", &[&fixtures(), tmp.to_str().unwrap()]);
+    assert!(out.contains("all checks passed"), "{out}");
+}
+
+fn model_dir(name: &str) -> String {
+    format!("{}/models/{name}", fixtures())
+}
+
+#[test]
+fn c_predict_api() {
+    let out = build_and_run("predict.c", &[&model_dir("resnet18_v1"), "resnet18_v1"]);
     assert!(out.contains("all checks passed"), "{out}");
 }

@@ -26,349 +26,299 @@ typedef void (*PredMonitorCallback)(const char *, NDArrayHandle, void *);
 extern "C" {
 #endif
 
-/*
- MXNet version this library reports through `MXGetVersion` (1.9.1).
- */
-#define MXNET_VERSION 10901
-
-/*
- The version MXNet assumes for files without `mxnet_version`: 0.8.0.
- */
-#define DEFAULT_VERSION 800
-
-/*
- SELU constants from Klambauer et al., "Self-Normalizing Neural Networks" (2017).
- */
-#define SELU_ALPHA 1.6732632
-
-#define SELU_LAMBDA 1.050701
-
-/*
- `float(INT32_MAX)` as MXNet computes it, which rounds to 2^31.
- */
-#define P31 2147483648.0
-
-/*
- oneDNN's "quantized range" of int8 data in MXNet 1.9.1.
- */
-#define INT8_RANGE 127.5
-
-/*
- oneDNN's "quantized range" of uint8 data in MXNet 1.9.1.
- */
-#define UINT8_RANGE 255.5
-
-/*
- Returns the last error message of this thread; `""` before any failure.
+/**
+ * Returns the last error message of this thread; `""` before any failure.
  */
 const char *MXGetLastError(void);
 
-/*
- Writes the MXNet version this library stands in for (10901 = 1.9.1).
-
- # Safety
- `out` must be null or point to writable memory for one `int`.
+/**
+ * Writes the MXNet version this library stands in for (10901 = 1.9.1).
+ *
+ * # Safety
+ * `out` must be null or point to writable memory for one `int`.
  */
 int MXGetVersion(int *out);
 
-/*
- Releases library state before exit; nothing to do here.
+/**
+ * Releases library state before exit; nothing to do here.
  */
 int MXNotifyShutdown(void);
 
-/*
- Creates a "none" array (no shape, no dtype).
-
- # Safety
- `out` must be valid for one write.
+/**
+ * Creates a "none" array (no shape, no dtype).
+ *
+ * # Safety
+ * `out` must be valid for one write.
  */
 int MXNDArrayCreateNone(NDArrayHandle *out);
 
-/*
- Creates a float32 array on the CPU (contents are zero-filled).
-
- # Safety
- `shape` must be valid for `ndim` reads and `out` for one write.
+/**
+ * Creates a float32 array on the CPU (contents are zero-filled).
+ *
+ * # Safety
+ * `shape` must be valid for `ndim` reads and `out` for one write.
  */
 int MXNDArrayCreate(const mx_uint *shape, mx_uint ndim, int dev_type, int dev_id, int delay_alloc, NDArrayHandle *out);
 
-/*
- Creates a zero-filled array of dtype flag `dtype`.
-
- # Safety
- `shape` must be valid for `ndim` reads and `out` for one write.
+/**
+ * Creates a zero-filled array of dtype flag `dtype`.
+ *
+ * # Safety
+ * `shape` must be valid for `ndim` reads and `out` for one write.
  */
 int MXNDArrayCreateEx(const mx_uint *shape, mx_uint ndim, int dev_type, int dev_id, int delay_alloc, int dtype, NDArrayHandle *out);
 
-/*
- Creates a zero-filled array with 64-bit dims.
-
- # Safety
- `shape` must be valid for `ndim` reads and `out` for one write.
+/**
+ * Creates a zero-filled array with 64-bit dims.
+ *
+ * # Safety
+ * `shape` must be valid for `ndim` reads and `out` for one write.
  */
 int MXNDArrayCreateEx64(const int64_t *shape, int ndim, int dev_type, int dev_id, int delay_alloc, int dtype, NDArrayHandle *out);
 
-/*
- Releases a handle; null is accepted.
-
- # Safety
- `h` must be null or a live handle from this library.
+/**
+ * Releases a handle; null is accepted.
+ *
+ * # Safety
+ * `h` must be null or a live handle from this library.
  */
 int MXNDArrayFree(NDArrayHandle h);
 
-/*
- Loads an NDArray list file; the caller owns (and frees) every returned handle.
-
- # Safety
- `fname` must be a NUL-terminated string; the outputs must be writable.
+/**
+ * Loads an NDArray list file; the caller owns (and frees) every returned handle.
+ *
+ * # Safety
+ * `fname` must be a NUL-terminated string; the outputs must be writable.
  */
 int MXNDArrayLoad(const char *fname, mx_uint *out_size, NDArrayHandle **out_arr, mx_uint *out_name_size, const char ***out_names);
 
-/*
- Loads an NDArray list from memory.
-
- # Safety
- `buf` must be valid for `size` reads; the outputs must be writable.
+/**
+ * Loads an NDArray list from memory.
+ *
+ * # Safety
+ * `buf` must be valid for `size` reads; the outputs must be writable.
  */
 int MXNDArrayLoadFromBuffer(const void *buf, uintptr_t size, mx_uint *out_size, NDArrayHandle **out_arr, mx_uint *out_name_size, const char ***out_names);
 
-/*
- Saves arrays as a V2 NDArray list file; `keys == NULL` writes an unnamed list.
-
- # Safety
- `args` must hold `num_args` live handles and `keys` null or `num_args` strings.
+/**
+ * Saves arrays as a V2 NDArray list file; `keys == NULL` writes an unnamed list.
+ *
+ * # Safety
+ * `args` must hold `num_args` live handles and `keys` null or `num_args` strings.
  */
 int MXNDArraySave(const char *fname, mx_uint num_args, NDArrayHandle *args, const char **keys);
 
-/*
- Copies `size` elements of raw bytes of the array's dtype into the array.
-
- # Safety
- `data` must be valid for `size * sizeof(dtype)` bytes.
+/**
+ * Copies `size` elements of raw bytes of the array's dtype into the array.
+ *
+ * # Safety
+ * `data` must be valid for `size * sizeof(dtype)` bytes.
  */
 int MXNDArraySyncCopyFromCPU(NDArrayHandle h, const void *data, uintptr_t size);
 
-/*
- Copies the array's raw bytes out; `size` is an element count and must match.
-
- # Safety
- `data` must be valid for `size * sizeof(dtype)` bytes of writes.
+/**
+ * Copies the array's raw bytes out; `size` is an element count and must match.
+ *
+ * # Safety
+ * `data` must be valid for `size * sizeof(dtype)` bytes of writes.
  */
 int MXNDArraySyncCopyToCPU(NDArrayHandle h, void *data, uintptr_t size);
 
-/*
- Writes the shape as u32 dims in a per-thread buffer; a none array gives ndim 0.
-
- # Safety
- The output pointers must be writable.
+/**
+ * Writes the shape as u32 dims in a per-thread buffer; a none array gives ndim 0.
+ *
+ * # Safety
+ * The output pointers must be writable.
  */
 int MXNDArrayGetShape(NDArrayHandle h, mx_uint *out_dim, const mx_uint **out_pdata);
 
-/*
- Writes the shape as int dims in a per-thread buffer.
-
- # Safety
- The output pointers must be writable.
+/**
+ * Writes the shape as int dims in a per-thread buffer.
+ *
+ * # Safety
+ * The output pointers must be writable.
  */
 int MXNDArrayGetShapeEx(NDArrayHandle h, int *out_dim, const int **out_pdata);
 
-/*
- Writes the shape as int64 dims in a per-thread buffer.
-
- # Safety
- The output pointers must be writable.
+/**
+ * Writes the shape as int64 dims in a per-thread buffer.
+ *
+ * # Safety
+ * The output pointers must be writable.
  */
 int MXNDArrayGetShapeEx64(NDArrayHandle h, int *out_dim, const int64_t **out_pdata);
 
-/*
- Writes the dtype flag; -1 for a none array.
-
- # Safety
- `out` must be writable.
+/**
+ * Writes the dtype flag; -1 for a none array.
+ *
+ * # Safety
+ * `out` must be writable.
  */
 int MXNDArrayGetDType(NDArrayHandle h, int *out);
 
-/*
- Writes the context: cpu(0) for every array, (0, 0) for a none array.
-
- # Safety
- The output pointers must be writable.
+/**
+ * Writes the context: cpu(0) for every array, (0, 0) for a none array.
+ *
+ * # Safety
+ * The output pointers must be writable.
  */
 int MXNDArrayGetContext(NDArrayHandle h, int *out_dev_type, int *out_dev_id);
 
-/*
- Writes the storage type: 0 (dense) or -1 for a none array.
-
- # Safety
- `out` must be writable.
+/**
+ * Writes the storage type: 0 (dense) or -1 for a none array.
+ *
+ * # Safety
+ * `out` must be writable.
  */
 int MXNDArrayGetStorageType(NDArrayHandle h, int *out);
 
-/*
- Waits for pending writes; computation here is synchronous, so it returns at once.
+/**
+ * Waits for pending writes; computation here is synchronous, so it returns at once.
  */
 int MXNDArrayWaitToRead(NDArrayHandle _h);
 
-/*
- Waits for pending reads and writes; returns at once (synchronous engine).
+/**
+ * Waits for pending reads and writes; returns at once (synchronous engine).
  */
 int MXNDArrayWaitToWrite(NDArrayHandle _h);
 
-/*
- Waits for all pending work; returns at once (synchronous engine).
+/**
+ * Waits for all pending work; returns at once (synchronous engine).
  */
 int MXNDArrayWaitAll(void);
 
-/*
- Copies output `index` (raw bytes of its dtype, `size` elements) into `data`.
-
- # Safety
- `data` must be valid for `size` elements of the output's dtype.
- */
-int MXPredGetOutput(PredictorHandle handle, mx_uint index, float *data, mx_uint size);
-
-/*
- Installs a callback called after each operator with each of its outputs
- (`monitor_all` also reports inputs in MXNet; here outputs are always reported).
-
- # Safety
- `callback` must stay callable while the predictor lives.
- */
-int MXPredSetMonitorCallback(PredictorHandle handle, PredMonitorCallback callback, void *callback_handle, bool _monitor_all);
-
-/*
- Creates a symbol from a JSON file, upgrading legacy layouts.
-
- # Safety
- `fname` must be a NUL-terminated string and `out` valid for one write.
+/**
+ * Creates a symbol from a JSON file, upgrading legacy layouts.
+ *
+ * # Safety
+ * `fname` must be a NUL-terminated string and `out` valid for one write.
  */
 int MXSymbolCreateFromFile(const char *fname, SymbolHandle *out);
 
-/*
- Creates a symbol from JSON text, upgrading legacy layouts.
-
- # Safety
- `json` must be a NUL-terminated string and `out` valid for one write.
+/**
+ * Creates a symbol from JSON text, upgrading legacy layouts.
+ *
+ * # Safety
+ * `json` must be a NUL-terminated string and `out` valid for one write.
  */
 int MXSymbolCreateFromJSON(const char *json, SymbolHandle *out);
 
-/*
- Writes the symbol as MXNet 1.9.1's JSON into a per-thread string.
-
- # Safety
- `symbol` must be a live handle and `out_json` valid for one write.
+/**
+ * Writes the symbol as MXNet 1.9.1's JSON into a per-thread string.
+ *
+ * # Safety
+ * `symbol` must be a live handle and `out_json` valid for one write.
  */
 int MXSymbolSaveToJSON(SymbolHandle symbol, const char **out_json);
 
-/*
- Writes the symbol as MXNet 1.9.1's JSON to a file.
-
- # Safety
- `symbol` must be a live handle and `fname` a NUL-terminated string.
+/**
+ * Writes the symbol as MXNet 1.9.1's JSON to a file.
+ *
+ * # Safety
+ * `symbol` must be a live handle and `fname` a NUL-terminated string.
  */
 int MXSymbolSaveToFile(SymbolHandle symbol, const char *fname);
 
-/*
- Lists the argument names (variables no operator mutates), in MXNet's order.
-
- # Safety
- `symbol` must be a live handle; the output pointers must be writable.
+/**
+ * Lists the argument names (variables no operator mutates), in MXNet's order.
+ *
+ * # Safety
+ * `symbol` must be a live handle; the output pointers must be writable.
  */
 int MXSymbolListArguments(SymbolHandle symbol, mx_uint *out_size, const char *const **out_str_array);
 
-/*
- Lists the output names (`<node>_<output>` for each head).
-
- # Safety
- `symbol` must be a live handle; the output pointers must be writable.
+/**
+ * Lists the output names (`<node>_<output>` for each head).
+ *
+ * # Safety
+ * `symbol` must be a live handle; the output pointers must be writable.
  */
 int MXSymbolListOutputs(SymbolHandle symbol, mx_uint *out_size, const char *const **out_str_array);
 
-/*
- Lists the auxiliary-state names (variables an operator mutates).
-
- # Safety
- `symbol` must be a live handle; the output pointers must be writable.
+/**
+ * Lists the auxiliary-state names (variables an operator mutates).
+ *
+ * # Safety
+ * `symbol` must be a live handle; the output pointers must be writable.
  */
 int MXSymbolListAuxiliaryStates(SymbolHandle symbol, mx_uint *out_size, const char *const **out_str_array);
 
-/*
- Lists input variable names: `option` 0 for all of them in DFS order,
- 1 for arguments only, 2 for auxiliary states only.
-
- # Safety
- `symbol` must be a live handle; the output pointers must be writable.
+/**
+ * Lists input variable names: `option` 0 for all of them in DFS order,
+ * 1 for arguments only, 2 for auxiliary states only.
+ *
+ * # Safety
+ * `symbol` must be a live handle; the output pointers must be writable.
  */
 int NNSymbolListInputNames(SymbolHandle symbol, int option, mx_uint *out_size, const char *const **out_str_array);
 
-/*
- Releases a symbol handle; null is accepted.
-
- # Safety
- `symbol` must be null or a live handle from this library.
+/**
+ * Releases a symbol handle; null is accepted.
+ *
+ * # Safety
+ * `symbol` must be null or a live handle from this library.
  */
 int MXSymbolFree(SymbolHandle symbol);
 
-/*
- Releases a symbol handle; the same as `MXSymbolFree`.
-
- # Safety
- `symbol` must be null or a live handle from this library.
+/**
+ * Releases a symbol handle; the same as `MXSymbolFree`.
+ *
+ * # Safety
+ * `symbol` must be null or a live handle from this library.
  */
 int NNSymbolFree(SymbolHandle symbol);
 
-/*
- Creates an independent copy of a symbol.
-
- # Safety
- `symbol` must be a live handle and `out` valid for one write.
+/**
+ * Creates an independent copy of a symbol.
+ *
+ * # Safety
+ * `symbol` must be a live handle and `out` valid for one write.
  */
 int MXSymbolCopy(SymbolHandle symbol, SymbolHandle *out);
 
-/*
- Creates the internals symbol: every variable and every visible operator
- output, in DFS order.
-
- # Safety
- `symbol` must be a live handle and `out` valid for one write.
+/**
+ * Creates the internals symbol: every variable and every visible operator
+ * output, in DFS order.
+ *
+ * # Safety
+ * `symbol` must be a live handle and `out` valid for one write.
  */
 int MXSymbolGetInternals(SymbolHandle symbol, SymbolHandle *out);
 
-/*
- Creates a symbol with only output `index` of `symbol`.
-
- # Safety
- `symbol` must be a live handle and `out` valid for one write.
+/**
+ * Creates a symbol with only output `index` of `symbol`.
+ *
+ * # Safety
+ * `symbol` must be a live handle and `out` valid for one write.
  */
 int MXSymbolGetOutput(SymbolHandle symbol, mx_uint index, SymbolHandle *out);
 
-/*
- Writes the number of outputs (heads) of a symbol.
-
- # Safety
- `symbol` must be a live handle and `output_count` valid for one write.
+/**
+ * Writes the number of outputs (heads) of a symbol.
+ *
+ * # Safety
+ * `symbol` must be a live handle and `output_count` valid for one write.
  */
 int MXSymbolGetNumOutputs(SymbolHandle symbol, mx_uint *output_count);
 
-/*
- Writes the name of the node the symbol's outputs come from; `*success`
- is 0 and `*out` NULL when they come from several nodes.
-
- # Safety
- `symbol` must be a live handle; `out` and `success` must be writable.
+/**
+ * Writes the name of the node the symbol's outputs come from; `*success`
+ * is 0 and `*out` NULL when they come from several nodes.
+ *
+ * # Safety
+ * `symbol` must be a live handle; `out` and `success` must be writable.
  */
 int MXSymbolGetName(SymbolHandle symbol, const char **out, int *success);
 
-/*
- Looks up attribute `key` of the node the symbol's outputs come from.
- `name`, `op_name` and `_value_index` are answered from the node itself;
-
- `lr_mult` and the other legacy names also find `__lr_mult__`, …
- A missing attribute is not an error: `*success` is 0 and `*out` NULL.
-
- # Safety
- `symbol` must be a live handle, `key` a NUL-terminated string, and
- `out` and `success` writable.
+/**
+ * Looks up attribute `key` of the node the symbol's outputs come from.
+ * `name`, `op_name` and `_value_index` are answered from the node itself;
+ * `lr_mult` and the other legacy names also find `__lr_mult__`, …
+ * A missing attribute is not an error: `*success` is 0 and `*out` NULL.
+ *
+ * # Safety
+ * `symbol` must be a live handle, `key` a NUL-terminated string, and
+ * `out` and `success` writable.
  */
 int MXSymbolGetAttr(SymbolHandle symbol, const char *key, const char **out, int *success);
 

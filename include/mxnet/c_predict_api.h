@@ -26,118 +26,140 @@ typedef void (*PredMonitorCallback)(const char *, NDArrayHandle, void *);
 extern "C" {
 #endif
 
-/*
- Creates a predictor from a symbol JSON string and a `.params` buffer.
+/**
+ * Returns the last error message of this thread; `""` before any failure.
+ */
+const char *MXGetLastError(void);
 
- # Safety
- Pointers must be valid as described in `c_predict_api.h`.
+/**
+ * Creates a predictor from a symbol JSON string and a `.params` buffer.
+ *
+ * # Safety
+ * Pointers must be valid as described in `c_predict_api.h`.
  */
 int MXPredCreate(const char *symbol_json_str, const void *param_bytes, int param_size, int dev_type, int dev_id, mx_uint num_input_nodes, const char **input_keys, const mx_uint *input_shape_indptr, const mx_uint *input_shape_data, PredictorHandle *out);
 
-/*
- Like `MXPredCreate`, with dtypes for inputs that no parameter types.
-
- # Safety
- Pointers must be valid as described in `c_predict_api.h`.
+/**
+ * Like `MXPredCreate`, with dtypes for inputs that no parameter types.
+ *
+ * # Safety
+ * Pointers must be valid as described in `c_predict_api.h`.
  */
 int MXPredCreateEx(const char *symbol_json_str, const void *param_bytes, int param_size, int dev_type, int dev_id, mx_uint num_input_nodes, const char **input_keys, const mx_uint *input_shape_indptr, const mx_uint *input_shape_data, mx_uint num_provided_arg_dtypes, const char **provided_arg_dtype_names, const int *provided_arg_dtypes, PredictorHandle *out);
 
-/*
- Like `MXPredCreate`, keeping only the `output` of the named nodes as outputs.
-
- # Safety
- Pointers must be valid as described in `c_predict_api.h`.
+/**
+ * Like `MXPredCreate`, keeping only the `output` of the named nodes as outputs.
+ *
+ * # Safety
+ * Pointers must be valid as described in `c_predict_api.h`.
  */
 int MXPredCreatePartialOut(const char *symbol_json_str, const void *param_bytes, int param_size, int dev_type, int dev_id, mx_uint num_input_nodes, const char **input_keys, const mx_uint *input_shape_indptr, const mx_uint *input_shape_data, mx_uint num_output_nodes, const char **output_keys, PredictorHandle *out);
 
-/*
- Creates `num_threads` predictors that share parameters but not inputs or outputs.
-
- # Safety
- `out` must be valid for `num_threads` writes; other pointers as in `MXPredCreate`.
+/**
+ * Creates `num_threads` predictors that share parameters but not inputs or outputs.
+ *
+ * # Safety
+ * `out` must be valid for `num_threads` writes; other pointers as in `MXPredCreate`.
  */
 int MXPredCreateMultiThread(const char *symbol_json_str, const void *param_bytes, int param_size, int dev_type, int dev_id, mx_uint num_input_nodes, const char **input_keys, const mx_uint *input_shape_indptr, const mx_uint *input_shape_data, int num_threads, PredictorHandle *out);
 
-/*
- Creates a new predictor with new input shapes; `handle` stays valid.
-
- # Safety
- Pointers must be valid as described in `c_predict_api.h`.
+/**
+ * Creates a new predictor with new input shapes; `handle` stays valid.
+ *
+ * # Safety
+ * Pointers must be valid as described in `c_predict_api.h`.
  */
 int MXPredReshape(mx_uint num_input_nodes, const char **input_keys, const mx_uint *input_shape_indptr, const mx_uint *input_shape_data, PredictorHandle handle, PredictorHandle *out);
 
-/*
- Returns the shape of output `index` in a buffer owned by the predictor
- and overwritten by the next call on it.
-
- # Safety
- Output pointers must be writable.
+/**
+ * Returns the shape of output `index` in a buffer owned by the predictor
+ * and overwritten by the next call on it.
+ *
+ * # Safety
+ * Output pointers must be writable.
  */
 int MXPredGetOutputShape(PredictorHandle handle, mx_uint index, mx_uint **shape_data, mx_uint *shape_ndim);
 
-/*
- Writes the dtype flag of output `index` to `*out_dtype`.
-
- NOTE: MXNet 1.9.1 writes to `out_dtype[index]`; this writes `*out_dtype`, the documented contract.
-
- # Safety
- `out_dtype` must be writable.
+/**
+ * Writes the dtype flag of output `index` to `*out_dtype`.
+ *
+ * NOTE: MXNet 1.9.1 writes to `out_dtype[index]`; this writes `*out_dtype`, the documented contract.
+ *
+ * # Safety
+ * `out_dtype` must be writable.
  */
 int MXPredGetOutputType(PredictorHandle handle, mx_uint index, int *out_dtype);
 
-/*
- Copies `size` elements of raw bytes of the input's dtype into input `key`.
-
- # Safety
- `data` must be valid for `size` elements of the input's dtype.
+/**
+ * Copies `size` elements of raw bytes of the input's dtype into input `key`.
+ *
+ * # Safety
+ * `data` must be valid for `size` elements of the input's dtype.
  */
 int MXPredSetInput(PredictorHandle handle, const char *key, const float *data, mx_uint size);
 
-/*
- Runs the whole graph.
-
- # Safety
- `handle` must be a live predictor handle.
+/**
+ * Runs the whole graph.
+ *
+ * # Safety
+ * `handle` must be a live predictor handle.
  */
 int MXPredForward(PredictorHandle handle);
 
-/*
- Runs operator `step` only; `*step_left` receives the number of steps after it.
-
- # Safety
- `step_left` must be writable.
+/**
+ * Runs operator `step` only; `*step_left` receives the number of steps after it.
+ *
+ * # Safety
+ * `step_left` must be writable.
  */
 int MXPredPartialForward(PredictorHandle handle, int step, int *step_left);
 
-/*
- Frees a predictor; null is accepted.
+/**
+ * Copies output `index` (raw bytes of its dtype, `size` elements) into `data`.
+ *
+ * # Safety
+ * `data` must be valid for `size` elements of the output's dtype.
+ */
+int MXPredGetOutput(PredictorHandle handle, mx_uint index, float *data, mx_uint size);
 
- # Safety
- `handle` must be null or a live predictor handle.
+/**
+ * Installs a callback called after each operator with each of its outputs
+ * (`monitor_all` also reports inputs in MXNet; here outputs are always reported).
+ *
+ * # Safety
+ * `callback` must stay callable while the predictor lives.
+ */
+int MXPredSetMonitorCallback(PredictorHandle handle, PredMonitorCallback callback, void *callback_handle, bool _monitor_all);
+
+/**
+ * Frees a predictor; null is accepted.
+ *
+ * # Safety
+ * `handle` must be null or a live predictor handle.
  */
 int MXPredFree(PredictorHandle handle);
 
-/*
- Loads an NDArray list file from memory.
-
- # Safety
- `nd_file_bytes` must be valid for `nd_file_size` bytes; outputs writable.
+/**
+ * Loads an NDArray list file from memory.
+ *
+ * # Safety
+ * `nd_file_bytes` must be valid for `nd_file_size` bytes; outputs writable.
  */
 int MXNDListCreate(const char *nd_file_bytes, int nd_file_size, NDListHandle *out, mx_uint *out_length);
 
-/*
- Returns key, data, shape and ndim of entry `index` of an NDArray list.
-
- # Safety
- Output pointers must be writable.
+/**
+ * Returns key, data, shape and ndim of entry `index` of an NDArray list.
+ *
+ * # Safety
+ * Output pointers must be writable.
  */
 int MXNDListGet(NDListHandle handle, mx_uint index, const char **out_key, const float **out_data, const mx_uint **out_shape, mx_uint *out_ndim);
 
-/*
- Frees an NDArray list; null is accepted.
-
- # Safety
- `handle` must be null or a live list handle.
+/**
+ * Frees an NDArray list; null is accepted.
+ *
+ * # Safety
+ * `handle` must be null or a live list handle.
  */
 int MXNDListFree(NDListHandle handle);
 
