@@ -51,3 +51,6 @@ pub fn register(r: &mut Registry) {
     r.implement("_sg_mkldnn_fully_connected", fused_fc::create);
     r.implement("_sg_onednn_fully_connected", fused_fc::create);
 }
+
+#[cfg(test)]
+mod tests;
