@@ -18,12 +18,17 @@ fn library_dir() -> PathBuf {
 
 /// Builds `c_tests/<name>.c` (or `.cpp`) and runs it with `args`; returns its stdout.
 pub fn build_and_run(source: &str, args: &[&str]) -> String {
+    build_and_run_with_env(&format!("c_tests/{source}"), args, &[])
+}
+
+/// Builds the C or C++ file at `source` (relative to the crate root) and runs it.
+fn build_and_run_with_env(source: &str, args: &[&str], env: &[(&str, &str)]) -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let lib = library_dir();
     let out_dir = std::env::temp_dir().join(format!("mxnet-int8-c-tests-{}", std::process::id()));
     std::fs::create_dir_all(&out_dir).unwrap();
-    let src = root.join("c_tests").join(source);
-    let exe = out_dir.join(source.replace('.', "_"));
+    let src = root.join(source);
+    let exe = out_dir.join(source.replace(['.', '/'], "_"));
     let compiler = if source.ends_with(".cpp") {
         "g++"
     } else {
@@ -51,6 +56,7 @@ pub fn build_and_run(source: &str, args: &[&str]) -> String {
     let output = Command::new(&exe)
         .args(args)
         .env("OMP_NUM_THREADS", "2")
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout).to_string();
@@ -84,4 +90,86 @@ fn model_dir(name: &str) -> String {
 fn c_predict_api() {
     let out = build_and_run("predict.c", &[&model_dir("resnet18_v1"), "resnet18_v1"]);
     assert!(out.contains("all checks passed"), "{out}");
+}
+
+/// Parses the `output[i] = value` lines the examples print with MXNET_EXAMPLE_DUMP.
+fn dumped_outputs(stdout: &str) -> Vec<f32> {
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("output["))
+        .map(|l| l.split(" = ").nth(1).unwrap().trim().parse().unwrap())
+        .collect()
+}
+
+fn reference_output(model: &str) -> Vec<f32> {
+    let path = format!("{}/{model}-io.params", model_dir(model));
+    let list = mxnet::format::params::load_params_file(Path::new(&path)).unwrap();
+    let (_, t) = list.named().find(|(n, _)| *n == "output0").unwrap();
+    t.to_f32_vec()
+}
+
+fn assert_matches_mxnet(stdout: &str, model: &str) {
+    let got = dumped_outputs(stdout);
+    let want = reference_output(model);
+    assert_eq!(got.len(), want.len(), "{stdout}");
+    let max_ref = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    for (a, b) in got.iter().zip(&want) {
+        assert!(
+            (a - b).abs() <= 1e-4 + 1e-3 * max_ref,
+            "{a} vs {b}\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("top-5"), "{stdout}");
+}
+
+fn example_args(model: &str) -> Vec<String> {
+    let dir = model_dir(model);
+    ["-symbol.json", "-0000.params", "-io.params"]
+        .iter()
+        .map(|s| format!("{dir}/{model}{s}"))
+        .collect()
+}
+
+#[test]
+fn c_example_classifies() {
+    let args = example_args("resnet18_v1");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = build_and_run_with_env(
+        "examples/c/classify.c",
+        &args,
+        &[("MXNET_EXAMPLE_DUMP", "1")],
+    );
+    assert_matches_mxnet(&out, "resnet18_v1");
+}
+
+#[test]
+fn cpp_example_classifies() {
+    let args = example_args("resnet50_v1");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = build_and_run_with_env(
+        "examples/cpp/classify.cpp",
+        &args,
+        &[("MXNET_EXAMPLE_DUMP", "1")],
+    );
+    assert_matches_mxnet(&out, "resnet50_v1");
+}
+
+#[test]
+fn python_ctypes_example_classifies() {
+    let lib = library_dir().join("libmxnet.so");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/python/classify.py");
+    let mut args = vec![script.display().to_string(), lib.display().to_string()];
+    args.extend(example_args("mobilenetv2_1.0"));
+    let output = Command::new("python3")
+        .args(&args)
+        .env("MXNET_EXAMPLE_DUMP", "1")
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_matches_mxnet(&stdout, "mobilenetv2_1.0");
 }

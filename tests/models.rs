@@ -25,7 +25,8 @@ fn model_dirs() -> Vec<PathBuf> {
 fn run_model(dir: &Path) -> Result<(), String> {
     let name = dir.file_name().unwrap().to_string_lossy().to_string();
     let file = |suffix: &str| dir.join(format!("{name}{suffix}"));
-    let meta: Value = serde_json::from_str(&std::fs::read_to_string(file("-meta.json")).unwrap()).unwrap();
+    let meta: Value =
+        serde_json::from_str(&std::fs::read_to_string(file("-meta.json")).unwrap()).unwrap();
     let json = std::fs::read_to_string(file("-symbol.json")).unwrap();
     let params = std::fs::read(file("-0000.params")).unwrap();
     let io = load_params_file(&file("-io.params")).unwrap();
@@ -34,7 +35,16 @@ fn run_model(dir: &Path) -> Result<(), String> {
     let inputs = meta["inputs"].as_object().unwrap();
     let input_shapes = inputs
         .iter()
-        .map(|(k, v)| (k.clone(), v.as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect()))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|d| d.as_u64().unwrap() as usize)
+                    .collect(),
+            )
+        })
         .collect();
     let input_dtypes = inputs
         .keys()
@@ -50,35 +60,70 @@ fn run_model(dir: &Path) -> Result<(), String> {
     })
     .map_err(|e| format!("{name}: create: {e}"))?;
 
-    let outputs: Vec<String> = meta["outputs"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    let outputs: Vec<String> = meta["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
     if p.executor.output_names() != outputs.as_slice() {
-        return Err(format!("{name}: outputs {:?}, MXNet lists {outputs:?}", p.executor.output_names()));
+        return Err(format!(
+            "{name}: outputs {:?}, MXNet lists {outputs:?}",
+            p.executor.output_names()
+        ));
     }
     let arguments: Vec<&str> = p.executor.argument_names().collect();
-    let want: Vec<&str> = meta["arguments"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let want: Vec<&str> = meta["arguments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
     if arguments != want {
-        return Err(format!("{name}: arguments differ from MXNet's list_arguments"));
+        return Err(format!(
+            "{name}: arguments differ from MXNet's list_arguments"
+        ));
     }
 
     for k in inputs.keys() {
-        let t = io.get(k.as_str()).ok_or_else(|| format!("{name}: io file lacks input {k}"))?;
-        p.executor.set_argument(k, t.bytes()).map_err(|e| format!("{name}: {e}"))?;
+        let t = io
+            .get(k.as_str())
+            .ok_or_else(|| format!("{name}: io file lacks input {k}"))?;
+        p.executor
+            .set_argument(k, t.bytes())
+            .map_err(|e| format!("{name}: {e}"))?;
     }
-    p.executor.forward().map_err(|e| format!("{name}: forward: {e}"))?;
+    p.executor
+        .forward()
+        .map_err(|e| format!("{name}: forward: {e}"))?;
 
     for i in 0..outputs.len() {
         let want = io[format!("output{i}").as_str()];
         let got = p.executor.output(i).unwrap();
         if got.shape() != want.shape() {
-            return Err(format!("{name}: output {i} shape {:?}, MXNet {:?}", got.shape(), want.shape()));
+            return Err(format!(
+                "{name}: output {i} shape {:?}, MXNet {:?}",
+                got.shape(),
+                want.shape()
+            ));
         }
         let (g, w) = (got.to_f32_vec(), want.to_f32_vec());
         let max_ref = w.iter().fold(0f32, |m, v| m.max(v.abs()));
         let tol = 1e-4 + 1e-3 * max_ref;
-        if let Some((j, (a, b))) = g.iter().zip(&w).enumerate().find(|(_, (a, b))| !((*a - *b).abs() <= tol)) {
-            return Err(format!("{name}: output {i}[{j}] = {a}, MXNet {b} (tolerance {tol})"));
+        if let Some((j, (a, b))) = g
+            .iter()
+            .zip(&w)
+            .enumerate()
+            .find(|(_, (a, b))| !((*a - *b).abs() <= tol))
+        {
+            return Err(format!(
+                "{name}: output {i}[{j}] = {a}, MXNet {b} (tolerance {tol})"
+            ));
         }
-        println!("{name}: output {i} matches ({} values, max |ref| {max_ref})", g.len());
+        println!(
+            "{name}: output {i} matches ({} values, max |ref| {max_ref})",
+            g.len()
+        );
     }
     Ok(())
 }
@@ -86,7 +131,17 @@ fn run_model(dir: &Path) -> Result<(), String> {
 #[test]
 fn fp32_models_match_mxnet() {
     let dirs = model_dirs();
-    assert!(dirs.len() >= 10, "expected the model-zoo fixtures, found {}", dirs.len());
+    assert!(
+        dirs.len() >= 10,
+        "expected the model-zoo fixtures, found {}",
+        dirs.len()
+    );
     let failures: Vec<String> = dirs.iter().filter_map(|d| run_model(d).err()).collect();
-    assert!(failures.is_empty(), "{} of {} models failed:\n{}", failures.len(), dirs.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} models failed:\n{}",
+        failures.len(),
+        dirs.len(),
+        failures.join("\n")
+    );
 }
