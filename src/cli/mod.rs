@@ -1,5 +1,6 @@
 //! Subcommands of the `mxnet-int8` command-line tool.
 
+mod inspect;
 mod run;
 
 use mxnet::{Error, Result};
@@ -17,6 +18,7 @@ pub fn dispatch(args: &[String]) -> Result<()> {
             println!("{USAGE}");
             Ok(())
         }
+        Some("inspect") => inspect::inspect(&args[1..]),
         Some("run") => run::run(&args[1..]),
         Some("bench") => run::bench(&args[1..]),
         Some(other) => Err(Error::invalid(format!(

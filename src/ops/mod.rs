@@ -5,6 +5,25 @@
 pub mod attrs;
 pub mod catalog;
 pub mod quantized;
+pub mod activation;
+pub mod batch_norm;
+pub mod concat;
+pub mod conv;
+pub mod elemwise;
+pub mod embedding;
+pub mod fp32_util;
+pub mod fully_connected;
+pub mod identity;
+pub mod pad;
+pub mod pooling;
+pub mod reduce;
+pub mod reshape;
+pub mod resize;
+pub mod rnn;
+pub mod slice;
+pub mod softmax;
+pub mod transpose;
+pub mod unary;
 
 use crate::dtype::DType;
 use crate::error::Result;
@@ -155,4 +174,22 @@ fn register_all(r: &mut Registry) {
     // Operator families register here, one line each.
     catalog::register(r);
     quantized::register(r);
+    activation::register(r);
+    batch_norm::register(r);
+    concat::register(r);
+    conv::register(r);
+    elemwise::register(r);
+    embedding::register(r);
+    fully_connected::register(r);
+    identity::register(r);
+    pad::register(r);
+    pooling::register(r);
+    reduce::register(r);
+    reshape::register(r);
+    resize::register(r);
+    rnn::register(r);
+    slice::register(r);
+    softmax::register(r);
+    transpose::register(r);
+    unary::register(r);
 }

@@ -50,6 +50,43 @@ pub fn map_indexed<F: Fn(usize, f32) -> f32 + Sync>(input: &[f32], output: &mut 
     }
 }
 
+/// `output[i] = f(c, input[i])` where `c` is the channel of element `i` in
+/// an array viewed as `outer × channels × inner`.
+pub fn map_channels<F: Fn(usize, f32) -> f32 + Sync>(
+    input: &[f32],
+    output: &mut [f32],
+    channels: usize,
+    inner: usize,
+    f: F,
+) {
+    assert_eq!(input.len(), output.len(), "map_channels: length mismatch");
+    assert!(
+        channels > 0 && inner > 0 && input.len().is_multiple_of(channels * inner),
+        "map_channels: shape"
+    );
+    let run = |(plane, (src, dst)): (usize, (&[f32], &mut [f32]))| {
+        let c = plane % channels;
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = f(c, s);
+        }
+    };
+    if input.len() < PARALLEL_MIN {
+        input
+            .chunks(inner)
+            .zip(output.chunks_mut(inner))
+            .enumerate()
+            .for_each(run);
+    } else {
+        let min_planes = (CHUNK / inner).max(1);
+        input
+            .par_chunks(inner)
+            .zip(output.par_chunks_mut(inner))
+            .enumerate()
+            .with_min_len(min_planes)
+            .for_each(run);
+    }
+}
+
 /// `output[i] = f(a[i], b[i])` for equal-length inputs.
 pub fn zip<F: Fn(f32, f32) -> f32 + Sync>(a: &[f32], b: &[f32], output: &mut [f32], f: F) {
     assert!(

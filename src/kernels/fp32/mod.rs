@@ -1,5 +1,6 @@
 //! Float32 kernels.
 pub mod conv;
+pub mod copy;
 pub mod elementwise;
 pub mod gemm;
 pub mod pad;

@@ -91,15 +91,6 @@ fn cells<'a>(shape: &RnnShape, params: &'a [f32]) -> Vec<Cell<'a>> {
     out
 }
 
-/// Optional clipping of the LSTM cell state after every step.
-#[derive(Clone, Copy, Debug)]
-pub struct CellClip {
-    pub min: f32,
-    pub max: f32,
-    /// Replace NaN by the bounds too (NaN otherwise passes through).
-    pub clip_nan: bool,
-}
-
 /// Initial and final states, each `(layers · directions) × batch × hidden`.
 pub struct RnnStates<'a> {
     pub h0: &'a [f32],
@@ -116,7 +107,6 @@ pub fn rnn_forward(
     data: &[f32],
     params: &[f32],
     states: RnnStates<'_>,
-    clip: Option<CellClip>,
     output: &mut [f32],
 ) {
     let (t_len, n, h) = (shape.seq_len, shape.batch, shape.hidden);
@@ -198,16 +188,7 @@ pub fn rnn_forward(
                                 let f = sigmoid(gate(1));
                                 let g = gate(2).tanh();
                                 let o = sigmoid(gate(3));
-                                let mut c = f * cb[j] + i * g;
-                                if let Some(cl) = clip {
-                                    if c.is_nan() {
-                                        if cl.clip_nan {
-                                            c = cl.min;
-                                        }
-                                    } else {
-                                        c = c.clamp(cl.min, cl.max);
-                                    }
-                                }
+                                let c = f * cb[j] + i * g;
                                 cb[j] = c;
                                 hb[j] = o * c.tanh();
                             }
@@ -289,7 +270,7 @@ mod tests {
             hy: Some(&mut hy),
             cy: None,
         };
-        rnn_forward(&shape, &[1.0, 2.0], &params, states, None, &mut out);
+        rnn_forward(&shape, &[1.0, 2.0], &params, states, &mut out);
         let want = (0.5 - 2.0 + 2.0 * 0.3 + 0.1 + 0.2f32).tanh();
         assert!((out[0] - want).abs() < 1e-6);
         assert_eq!(hy[0], out[0]);
@@ -336,7 +317,7 @@ mod tests {
             hy: None,
             cy: Some(&mut cy),
         };
-        rnn_forward(&shape, &data, &params, states, None, &mut out);
+        rnn_forward(&shape, &data, &params, states, &mut out);
         assert!((out[0] - want[0]).abs() < 1e-6 && (out[1] - want[1]).abs() < 1e-6);
         assert!((cy[0] - c).abs() < 1e-6);
     }
@@ -383,7 +364,7 @@ mod tests {
             hy: None,
             cy: None,
         };
-        rnn_forward(&shape, &data, &params, states, None, &mut out);
+        rnn_forward(&shape, &data, &params, states, &mut out);
         let want = [f0, b0, f1, b1];
         for k in 0..4 {
             assert!((out[k] - want[k]).abs() < 1e-6, "{out:?} vs {want:?}");
