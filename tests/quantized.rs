@@ -1,7 +1,7 @@
 //! Runs every quantized golden case under tests/fixtures/quantized/ (made
 //! by tools/make_quant_fixtures.py with MXNet 1.9.1) through the executor.
 //!
-//! Each case's meta.json says which reference applies:
+//! Each case's meta.json states which reference applies:
 //! - "mxnet": MXNet's outputs listed in `mxnet_exact_outputs` must match
 //!   ours bit for bit;
 //! - "fp32": MXNet failed or computed a wrong answer, so our dequantized

@@ -5,7 +5,7 @@ Runs with MXNet 1.9.1 (pip build, MKLDNN/oneDNN on, CPU):
 
     OMP_NUM_THREADS=1 /work/venv/bin/python tools/make_quant_fixtures.py [--only SUBSTRING]
 
-Every case directory <case>/ holds
+Every case directory <case>/ contains
 
 * <case>-symbol.json  the graph MXNet ran (or tried to run);
 * <case>-0000.params  parameters as "arg:<name>" / "aux:<name>";
@@ -893,19 +893,28 @@ def model_cases(tmp):
     fcn = FCN(prefix="fcn_")
     fp32 = export_fp32(fcn, shape, 700, tmp)
     x = rng(701).normal(0, 1, size=shape).astype(f32)
+    uint8_loss = (" quantized_dtype=uint8 makes every quantize_v2 and requantize node clamp negative "
+                  "values to 0 although the calibrated minimum is negative, so the graph itself is far from "
+                  "FP32; the tolerance only bounds that loss.")
     for dtype in ("int8", "auto", "uint8"):
         default_case(f"fcn_default_{dtype}", fp32, x, shape, dtype, 702,
                      f"quantize_model default flow (quantize_v2 -> _contrib_quantized_conv -> requantize), "
                      f"quantized_dtype={dtype}, naive calibration. The input BatchNorm makes the first "
                      f"quantized layer see negative data. MXNet's quantized_conv accepts only uint8 data "
-                     f"and reports a range off by 255.5/127 for it, so FP32 is the reference.", tolerance=0.1)
+                     f"and reports a range off by 255.5/127 for it, so FP32 is the reference."
+                     + (uint8_loss if dtype == "uint8" else ""), tolerance=1.0 if dtype == "uint8" else 0.1)
     for calib in ("naive", "entropy"):
         for dtype in ("int8", "uint8", "auto"):
             mkldnn_case(f"fcn_mkldnn_{calib}_{dtype}", fp32, x, shape, calib, dtype, "tensor-wise", 703,
                         f"quantize_model_mkldnn, calib_mode={calib}, quantized_dtype={dtype}. "
                         + ("With uint8 the first fused conv receives data whose calibrated minimum is "
-                           "negative: MXNet aborts (Expect int8 when data_min < 0.0)." if dtype == "uint8"
-                           else ""), tolerance=0.1)
+                           "negative: MXNet aborts (Expect int8 when data_min < 0.0). The quantize node "
+                           "in front of it clamps the negative input values to 0, which costs accuracy by "
+                           "construction." if dtype == "uint8" else "")
+                        + (" Entropy calibration with int8 stores a symmetric range for ReLU outputs, so "
+                           "the next fused conv gets uint8 data with a negative minimum and MXNet aborts."
+                           if (calib, dtype) == ("entropy", "int8") else ""),
+                        tolerance=0.2 if dtype == "uint8" else 0.1)
 
     builders = [("resnet_v1", resnet(1)), ("resnet_v2", resnet(2)),
                 ("mobilenet_v1", lambda: MobileV1(prefix="mbv1_")), ("mobilenet_v2", lambda: MobileV2(prefix="mbv2_"))]
@@ -915,12 +924,15 @@ def model_cases(tmp):
         quirk = {
             "resnet_v1": " ResNet-v1 blocks add an int8 shortcut into a relu-activated (uint8) fused output; "
                          "MXNet saturates those sums at 127 (the shortcut's type), so FP32 is the reference.",
+            "resnet_v2": " The first block adds a uint8 shortcut (output of a relu-fused conv) into an int8 "
+                         "fused output; MXNet saturates that sum to uint8 and reads the bytes as int8 "
+                         "(negatives become 0), so FP32 is the reference.",
             "mobilenet_v2": " Inverted-residual blocks add a uint8 shortcut into an int8 fused output; MXNet "
                             "saturates those sums to uint8 and reads the bytes as int8 (negatives become 0), "
                             "so FP32 is the reference.",
         }
         net_quirk = dict(quirk)
-        net_quirk["resnet_v2"] = (" quantize_net also quantizes the input BatchNorm (fix_gamma=true, random "
+        net_quirk["resnet_v2"] = quirk["resnet_v2"] + (" quantize_net also quantizes the input BatchNorm (fix_gamma=true, random "
                                   "gamma here); MXNet's quantized BatchNorm ignores fix_gamma, so FP32 is the "
                                   "reference.")
         for dtype in ("auto", "int8"):

@@ -2,11 +2,10 @@
 //! its [`OpDef`]s to the registry; the registry is open (a name → definition
 //! map), so operators can be added without touching the executor.
 
-pub mod attrs;
-pub mod catalog;
-pub mod quantized;
 pub mod activation;
+pub mod attrs;
 pub mod batch_norm;
+pub mod catalog;
 pub mod concat;
 pub mod conv;
 pub mod elemwise;
@@ -16,6 +15,7 @@ pub mod fully_connected;
 pub mod identity;
 pub mod pad;
 pub mod pooling;
+pub mod quantized;
 pub mod reduce;
 pub mod reshape;
 pub mod resize;

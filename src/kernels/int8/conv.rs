@@ -274,7 +274,7 @@ mod tests {
 
     #[test]
     fn padding_contributes_zero_and_groups_split_channels() {
-        // Depthwise 3x3 with pad 1 on a 2x2 image of ones: every output sees 4 taps.
+        // Depthwise 3x3 with pad 1 on a 2x2 image of ones: every output covers 4 taps.
         let g = geom_2d(2, 2, [2, 2], 3, 1, 2);
         let w = PackedConvWeights::pack(&[1i8; 18], 2, 1, [1, 3, 3]);
         let x = [1i8, -1, 1, -1, 1, -1, 1, -1];

@@ -1,7 +1,7 @@
 //! Quantized matrix product for fully connected layers:
 //! `out[m, n] = stage(Σ_k x[m, k] · w[n, k])`, with the weights packed once.
 //!
-//! The scalar body accumulates exactly in i32 for u8 and s8 data; the
+//! The scalar body accumulates exactly in i32 for u8 and s8 data. The
 //! per-row weight sums are kept for the +128 correction of a VNNI body.
 
 use super::elem::{OutputElem, QuantElem};

@@ -1,5 +1,5 @@
 //! Quantized max and average pooling over (N·C) planes of an NCHW tensor.
-//! The output type equals the input type; averages are exact integer sums
+//! The output type equals the input type. Averages are exact integer sums
 //! divided in f32 as `f32(sum · f32(1 / divisor))` and rounded half to even,
 //! which is what MXNet 1.9.1's oneDNN JIT kernel computes.
 
@@ -19,7 +19,7 @@ pub struct PoolGeometry {
     pub pad_end: [usize; 2],
 }
 
-/// What an average divides by.
+/// Divisor rule of average pooling.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AvgDivisor {
     /// The window's positions inside the padded input (`-pad .. input + pad_end`).

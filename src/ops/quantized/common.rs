@@ -73,7 +73,7 @@ pub fn max_abs(a: f32, b: f32) -> f32 {
     a.abs().max(b.abs())
 }
 
-/// The oneDNN range constant of a quantized dtype: 127.5 (int8), 255.5
+/// Returns the oneDNN range constant of a quantized dtype: 127.5 (int8), 255.5
 /// (uint8) or 2^31 (int32 accumulators).
 pub fn range_constant(dtype: DType) -> f32 {
     match dtype {
@@ -83,7 +83,7 @@ pub fn range_constant(dtype: DType) -> f32 {
     }
 }
 
-/// The "integer range" constant used by MXNet's int32 range formulas and
+/// Returns the "integer range" constant used by MXNet's int32 range formulas and
 /// offline weight quantization: 127 for int8, 255 for uint8.
 pub fn integer_range(dtype: DType) -> f32 {
     if dtype == DType::U8 {
@@ -115,7 +115,7 @@ pub fn guarded_scale(dtype: DType, lo: f32, hi: f32) -> f32 {
     }
 }
 
-/// The float range `(-m, m)` of an int32 product of operands A and B
+/// Computes the float range `(-m, m)` of an int32 product of operands A and B
 /// (MXNet's `QuantizationRangeForMultiplication`): `m = f32(f32(fa·fb)·2^31)`
 /// with `fa = MaxAbs(a)/ra`, `fb = MaxAbs(b)/rb`.
 pub fn product_range(a: (f32, f32), ra: f32, b: (f32, f32), rb: f32) -> (f32, f32) {

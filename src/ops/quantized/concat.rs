@@ -1,6 +1,6 @@
 //! `_contrib_quantized_concat`: inputs `arg0 .. arg{n-1}`, then the ranges
 //! `arg0_min, arg0_max, arg1_min, ...`. The output is int8 if any input is
-//! int8, else uint8, with range `(min(0, mins), max(0, maxes))`; each input
+//! int8, else uint8, with range `(min(0, mins), max(0, maxes))`. Each input
 //! is rescaled to the output scale unless its scale already equals it.
 
 use super::common::{

@@ -5,7 +5,7 @@
 //! accumulator without rescaling it, and reports an output range computed
 //! as if uint8 data had 127 steps, which doubles every dequantized value.
 //! Here the bias is rescaled to accumulator units and the range uses the
-//! data's own scale constant (127.5 or 255.5); the accumulators themselves
+//! data's own scale constant (127.5 or 255.5). The accumulators themselves
 //! are MXNet's exactly.
 
 use super::common::{

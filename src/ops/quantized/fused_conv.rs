@@ -155,7 +155,7 @@ impl FusedConv {
         self.slots.sum.is_some() || self.dedup_sum
     }
 
-    /// The activation that ends the chain, which decides uint8 vs int8.
+    /// Returns the activation that ends the chain, which decides uint8 vs int8.
     fn last_activation(&self) -> Option<Activation> {
         if self.with_sum() {
             self.post_sum_act

@@ -11,7 +11,7 @@
 //!
 //! Differences from MXNet 1.9.1: a calibrated FC whose activation can be
 //! negative (LeakyReLU with a slope, ELU, tanh) outputs int8, where MXNet
-//! outputs uint8 and drops every negative value; and when the bias-overflow
+//! outputs uint8 and drops every negative value. And when the bias-overflow
 //! guard rescales the weights, the rescaled weights are used (MXNet's
 //! symbolic executor keeps the original weights with the rescaled scale).
 

@@ -9,7 +9,7 @@
 //! `q * R / 2^31` for int32, which are the conventions of MXNet 1.9.1's
 //! oneDNN backend (the pip build). Every operator here keeps MXNet's float
 //! operation order so that results match it bit for bit where MXNet is
-//! correct; `docs/compatibility.md` lists where we deliberately differ.
+//! correct. `docs/compatibility.md` lists where we deliberately differ.
 
 mod batch_norm;
 mod common;

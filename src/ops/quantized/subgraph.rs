@@ -117,7 +117,7 @@ pub fn parse<'g>(id: &Ident, subgraphs: &'g [Graph], main_op: &str) -> Result<Ch
 }
 
 /// Folds BatchNorm into per-output-channel weights and bias, in MXNet
-/// 1.9.1's f32/f64 operation order. `weights` holds `gamma.len()` equal rows.
+/// 1.9.1's f32/f64 operation order. `weights` contains `gamma.len()` equal rows.
 #[allow(clippy::too_many_arguments)]
 pub fn fold_batch_norm(
     weights: &mut [f32],

@@ -466,7 +466,7 @@ fn quantized_embedding_truncates_and_clips() {
     assert_eq!(out[0].as_slice::<i8>().unwrap(), &[10, 14, 10, 14, 12]);
 }
 
-/// A fused-node subgraph: variables `names`, then the chain of `ops`.
+/// Builds a fused-node subgraph: variables `vars`, then the chain of `ops`.
 fn chain(vars: &[&str], ops: &[(&str, &[(&str, &str)])]) -> Graph {
     let mut g = Graph::default();
     for v in vars {
