@@ -50,6 +50,16 @@ def rng_for(name):
     return np.random.RandomState(seed)
 
 
+def remove_stale_dirs(parent, keep):
+    """Delete subdirectories of `parent` whose names are not in `keep` (cases removed from the generator)."""
+    import shutil
+
+    for entry in sorted(os.listdir(parent)):
+        path = os.path.join(parent, entry)
+        if os.path.isdir(path) and entry not in keep:
+            shutil.rmtree(path)
+
+
 def ensure_dir(path):
     os.makedirs(path, exist_ok=True)
     return path
@@ -145,7 +155,7 @@ def error_text(exc):
             continue
         if line.startswith("Stack trace"):
             break
-        kept.append(re.sub(r"^\[\d\d:\d\d:\d\d\] [^ ]*:\d+: ", "", line))
+        kept.append(re.sub(r"\[\d\d:\d\d:\d\d\] [^ ]*:\d+: ", "", line))
     return "\n".join(kept).strip()
 
 
@@ -227,3 +237,19 @@ def run_python_isolated(code, timeout=60):
     except subprocess.TimeoutExpired:
         return None, "", "timed out after %d s" % timeout
     return proc.returncode, proc.stdout, proc.stderr
+
+
+def run_native_cpu(directories, write=False):
+    """Run fixture directories with MKLDNN disabled, in a child process (see fixture_native.py).
+
+    Returns {directory: {"max_abs_diff": x} | {"written": n} | {"error": text}}.
+    """
+    import tempfile
+
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixture_native.py")
+    with tempfile.TemporaryDirectory() as tmp:
+        result_path = os.path.join(tmp, "result.json")
+        command = [sys.executable, script, result_path] + (["--write"] if write else []) + list(directories)
+        subprocess.run(command, check=True, capture_output=True)
+        with open(result_path, encoding="utf-8") as f:
+            return json.load(f)

@@ -28,6 +28,7 @@ from fixture_util import (
     FIXTURES,
     ensure_dir,
     max_abs_diff,
+    remove_stale_dirs,
     rng_for,
     run_symbol,
     write_json,
@@ -384,9 +385,15 @@ def export_model(name, builder, batch):
 
 def main(names=None):
     ensure_dir(MODELS_DIR)
+    written = set()
     for name, builder in MODELS:
         if names and name not in names:
             continue
         export_model(name, builder, 1)
+        written.add(name)
         if name in BATCHED:
-            export_model("%s_b%d" % (name, BATCHED[name]), builder, BATCHED[name])
+            batched_name = "%s_b%d" % (name, BATCHED[name])
+            export_model(batched_name, builder, BATCHED[name])
+            written.add(batched_name)
+    if not names:
+        remove_stale_dirs(MODELS_DIR, written)

@@ -24,6 +24,14 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+# MXNet reads these when it loads, so they are set before any import of it.
+# One OpenMP thread keeps float summation order, and so the golden bytes,
+# independent of the machine's core count. The synchronous NaiveEngine
+# avoids an intermittent segmentation fault seen with the default threaded
+# engine when all parts ran in one process.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MXNET_ENGINE_TYPE", "NaiveEngine")
+
 PARTS = {
     "params": "fixtures_params",
     "symbols": "fixtures_symbols",
