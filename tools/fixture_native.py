@@ -46,7 +46,10 @@ def run_directory(directory, write):
         mx.nd.save(prefix + "-io.params", kept)
         return {"written": len(outputs)}
     stored = [io["output%d" % i].asnumpy() for i in range(len(outputs))]
-    return {"max_abs_diff": max(max_abs_diff(a, b) for a, b in zip(stored, outputs))}
+    return {
+        "max_abs_diff": max(max_abs_diff(a, b) for a, b in zip(stored, outputs)),
+        "max_abs_output": max(float(abs(a.astype("float64")).max()) if a.size else 0.0 for a in stored),
+    }
 
 
 def main():

@@ -6,6 +6,8 @@ the oracle the golden files record.
 
 import contextlib
 import json
+import logging
+import math
 import os
 import re
 import subprocess
@@ -253,3 +255,39 @@ def run_native_cpu(directories, write=False):
         subprocess.run(command, check=True, capture_output=True)
         with open(result_path, encoding="utf-8") as f:
             return json.load(f)
+
+
+def record_native_check(directories):
+    """Compare fixtures with MXNet's native CPU kernels (MKLDNN off) and record it in each meta.
+
+    A difference above 1e-3 times the largest output magnitude (at least 1)
+    counts as a mismatch, and the meta `notes` say so.
+    """
+    results = run_native_cpu(directories)
+    for directory, result in results.items():
+        name = os.path.basename(directory)
+        meta_path = os.path.join(directory, name + "-meta.json")
+        with open(meta_path, encoding="utf-8") as f:
+            meta = json.load(f)
+        checks = meta["checks"]
+        diff = result.get("max_abs_diff")
+        tolerance = 1e-3 * max(1.0, result.get("max_abs_output", 1.0))
+        if "error" in result:
+            checks["native_cpu_error"] = result["error"]
+            finding = "fails (%s)" % result["error"]
+        elif not math.isfinite(diff) or diff > tolerance:
+            # The size of a wrong result is not recorded because it changes from run to run.
+            checks["max_abs_diff_native_cpu"] = None
+            checks["native_cpu_mismatch"] = True
+            finding = "returns values more than %.3g away from the golden outputs" % tolerance
+        else:
+            checks["max_abs_diff_native_cpu"] = diff
+            finding = None
+        if finding:
+            meta["notes"] += (
+                " MXNet 1.9.1's native CPU kernel (MXNET_MKLDNN_ENABLED=0) %s; the golden outputs "
+                "come from the MKLDNN kernel%s." % (finding, ", which matches numpy" if "max_abs_diff_numpy" in checks else "")
+            )
+            meta["notes"] = meta["notes"].strip()
+        write_json(meta_path, meta)
+        logging.info("  %s: native CPU %s", name, result)

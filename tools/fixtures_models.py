@@ -28,6 +28,7 @@ from fixture_util import (
     FIXTURES,
     ensure_dir,
     max_abs_diff,
+    record_native_check,
     remove_stale_dirs,
     rng_for,
     run_symbol,
@@ -395,5 +396,6 @@ def main(names=None):
             batched_name = "%s_b%d" % (name, BATCHED[name])
             export_model(batched_name, builder, BATCHED[name])
             written.add(batched_name)
+    record_native_check([os.path.join(MODELS_DIR, name) for name in sorted(written)])
     if not names:
         remove_stale_dirs(MODELS_DIR, written)

@@ -30,6 +30,7 @@ from fixture_util import (
     error_text,
     max_abs_diff,
     remove_stale_dirs,
+    record_native_check,
     rng_for,
     run_native_cpu,
     run_symbol,
@@ -1010,37 +1011,7 @@ def main(names=None):
         checks = write_case(case)
         written.append(os.path.join(OPS_DIR, case.name))
         logging.info("  %s: %s", case.name, checks)
-    add_native_check(written)
+    record_native_check(written)
     if not names:
         remove_stale_dirs(OPS_DIR, seen)
     logging.info("%d operator cases", len(written))
-
-
-def add_native_check(directories):
-    """Compare each fixture with MXNet's native CPU kernels (MKLDNN off) and record it in the meta."""
-    results = run_native_cpu(directories)
-    for directory, result in results.items():
-        name = os.path.basename(directory)
-        meta_path = os.path.join(directory, name + "-meta.json")
-        with open(meta_path, encoding="utf-8") as f:
-            meta = json.load(f)
-        checks = meta["checks"]
-        if "error" in result:
-            checks["native_cpu_error"] = result["error"]
-            finding = "fails (%s)" % result["error"]
-        elif not math.isfinite(result["max_abs_diff"]) or result["max_abs_diff"] > 1e-3:
-            # The size of a wrong result is not recorded: it changes from run to run.
-            checks["max_abs_diff_native_cpu"] = None
-            checks["native_cpu_mismatch"] = True
-            finding = "returns values more than 1e-3 away from the golden outputs"
-        else:
-            checks["max_abs_diff_native_cpu"] = result["max_abs_diff"]
-            finding = None
-        if finding:
-            meta["notes"] += (
-                " MXNet 1.9.1's native CPU kernel (MXNET_MKLDNN_ENABLED=0) %s; the golden outputs "
-                "come from the MKLDNN kernel%s." % (finding, ", which matches numpy" if "max_abs_diff_numpy" in checks else "")
-            )
-            meta["notes"] = meta["notes"].strip()
-        write_json(meta_path, meta)
-        logging.info("  %s: native CPU %s", name, result)
