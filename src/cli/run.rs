@@ -166,6 +166,46 @@ pub fn relative_l2(a: &[f32], b: &[f32]) -> f64 {
     (num / den.max(f64::MIN_POSITIVE)).sqrt()
 }
 
+/// Per-pixel argmax over the channel axis of an NCHW score map.
+fn class_map(t: &Tensor) -> Option<Vec<usize>> {
+    let &[n, c, h, w] = t.shape() else {
+        return None;
+    };
+    let v = t.to_f32_vec();
+    let plane = h * w;
+    let mut map = Vec::with_capacity(n * plane);
+    for b in 0..n {
+        for p in 0..plane {
+            let score = |k: usize| v[(b * c + k) * plane + p];
+            map.push(
+                (0..c)
+                    .max_by(|&i, &j| score(i).total_cmp(&score(j)))
+                    .unwrap_or(0),
+            );
+        }
+    }
+    Some(map)
+}
+
+fn print_summary(t: &Tensor) {
+    let v = t.to_f32_vec();
+    let (lo, hi) = v
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &x| {
+            (a.min(x), b.max(x))
+        });
+    let mean = v.iter().map(|&x| x as f64).sum::<f64>() / v.len().max(1) as f64;
+    println!("  values: min {lo:.4}, max {hi:.4}, mean {mean:.4}");
+    if let Some(map) = class_map(t) {
+        let mut counts = vec![0usize; t.shape()[1]];
+        for &k in &map {
+            counts[k] += 1;
+        }
+        println!("  pixels per class (argmax over channels): {counts:?}");
+    }
+    print_top5(t);
+}
+
 fn print_top5(t: &Tensor) {
     let v = t.to_f32_vec();
     let classes = *t.shape().last().unwrap_or(&0);
@@ -209,7 +249,7 @@ pub fn run(args: &[String]) -> Result<()> {
             t.shape(),
             t.dtype()
         );
-        print_top5(t);
+        print_summary(t);
     }
     println!(
         "bind {:.1} ms, forward {:.1} ms, {} threads",
@@ -221,12 +261,17 @@ pub fn run(args: &[String]) -> Result<()> {
         let mut r = bind(sym, params, &m.input_name, &input)?;
         r.executor.forward()?;
         for i in 0..p.executor.num_outputs().min(r.executor.num_outputs()) {
-            let ours = p.executor.output(i)?.to_f32_vec();
-            let reference = r.executor.output(i)?.to_f32_vec();
-            println!(
-                "output {i}: relative L2 distance to {sym}: {:.4}",
-                relative_l2(&ours, &reference)
-            );
+            let (ours, reference) = (p.executor.output(i)?, r.executor.output(i)?);
+            let distance = relative_l2(&ours.to_f32_vec(), &reference.to_f32_vec());
+            println!("output {i}: relative L2 distance to {sym}: {distance:.4}");
+            if let (Some(a), Some(b)) = (class_map(ours), class_map(reference)) {
+                let same = a.iter().zip(&b).filter(|(x, y)| x == y).count();
+                println!(
+                    "output {i}: same argmax class as {sym} on {same} of {} pixels ({:.1} %)",
+                    a.len(),
+                    100.0 * same as f64 / a.len().max(1) as f64
+                );
+            }
         }
     }
     if let Some(path) = &m.output {
