@@ -219,8 +219,14 @@ def build_segmentation(kind):
         return net, (1, 3, 64, 64), (
             "gluoncv %s(nclass=5, backbone='resnet50', aux=True, pretrained_base=False) with every "
             "width / 16 (backbone resnet50_v1s, dilated, output stride 8, and the head). Outputs: "
-            "the head and the aux head, each resized to 64x64 with BilinearResize2D."
-            % model_class.__name__
+            "the head and the aux head, each resized to 64x64 with BilinearResize2D.%s"
+            % (
+                model_class.__name__,
+                " The ASPP keeps its atrous rates 12, 24 and 36, so on the 8x8 feature map most "
+                "taps of its dilated 3x3 convolutions fall in the zero padding."
+                if kind == "deeplab"
+                else "",
+            )
         )
 
     return build
