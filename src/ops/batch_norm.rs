@@ -100,15 +100,16 @@ impl Op for BatchNorm {
                 },
             );
         }
-        // Hidden statistics outputs: the moving statistics used.
-        // NOTE: MXNet's MKLDNN path (4-D float input) outputs moving_var
-        // here, its reference CPU path 1/√(moving_var + eps); this follows
-        // the MKLDNN path.
+        // The statistics outputs, visible with output_mean_var: MXNet 1.9.1
+        // returns the moving mean and 1/√(moving_var + eps) at inference.
         if let Some(o) = outputs.get_mut(1) {
             o.f32s_mut()?.copy_from_slice(mean);
         }
         if let Some(o) = outputs.get_mut(2) {
-            o.f32s_mut()?.copy_from_slice(var);
+            let inv_std = o.f32s_mut()?;
+            for (d, &v) in inv_std.iter_mut().zip(var) {
+                *d = 1.0 / (v + self.eps).sqrt();
+            }
         }
         for o in outputs.iter_mut().skip(3) {
             o.f32s_mut()?.fill(0.0);
@@ -151,6 +152,7 @@ mod tests {
         assert_close(&out[0], &[1.0, 3.0, -1.0, 5.0]);
         assert_eq!(out.len(), 3);
         assert_close(&out[1], &[0.5, 10.0]);
+        assert_close(&out[2], &[0.5, 1.0]);
     }
 
     #[test]

@@ -96,9 +96,9 @@ fn read_values(t: &Tensor) -> Result<Vec<f64>> {
     })
 }
 
-/// Writes `value(i)` into every element, converting as C's casts do for
-/// in-range values: floats truncate toward zero into integers, out-of-range
-/// values saturate, and any non-zero value is `true` as a bool.
+/// Writes `value(i)` into every element. Floats truncate toward zero into
+/// integers and out-of-range values keep their low bits (MXNet 1.9.1 casts
+/// -204.9 to int8 as 52); any non-zero value is `true` as a bool.
 fn write_values(t: &mut Tensor, value: impl Fn(usize) -> f64) -> Result<()> {
     fn put<T: bytemuck::Pod>(
         t: &mut Tensor,
@@ -115,10 +115,10 @@ fn write_values(t: &mut Tensor, value: impl Fn(usize) -> f64) -> Result<()> {
         DType::F64 => put(t, value, |v| v),
         DType::F16 => put(t, value, f16::from_f64),
         DType::BF16 => put(t, value, bf16::from_f64),
-        DType::U8 => put(t, value, |v| v as u8),
+        DType::U8 => put(t, value, |v| v as i64 as u8),
         DType::Bool => put(t, value, |v| u8::from(v != 0.0)),
-        DType::I8 => put(t, value, |v| v as i8),
-        DType::I32 => put(t, value, |v| v as i32),
+        DType::I8 => put(t, value, |v| v as i64 as i8),
+        DType::I32 => put(t, value, |v| v as i64 as i32),
         DType::I64 => put(t, value, |v| v as i64),
     }
 }
@@ -183,6 +183,14 @@ mod tests {
         let out = run(op.as_ref(), &[t(&[4], &[1.7, -1.7, 300.0, -0.2])]).unwrap();
         assert_eq!(out[0].dtype(), DType::I32);
         assert_eq!(out[0].as_slice::<i32>().unwrap(), &[1, -1, 300, 0]);
+        let op = make(
+            |c| Ok(Box::new(Cast::new(c)?)),
+            "Cast",
+            &[("dtype", "int8")],
+        )
+        .unwrap();
+        let out = run(op.as_ref(), &[t(&[2], &[-204.9, 127.9])]).unwrap();
+        assert_eq!(out[0].as_slice::<i8>().unwrap(), &[52, 127]);
         let op = make(
             |c| Ok(Box::new(Cast::new(c)?)),
             "Cast",

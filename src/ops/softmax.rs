@@ -126,7 +126,7 @@ impl Softmax {
         };
         Ok(match self.variant {
             Variant::Axis { axis, .. } => split(self.node.axis(axis, shape.len())?),
-            Variant::Instance | Variant::Output(OutputMode::Flatten) => {
+            Variant::Output(OutputMode::Flatten) => {
                 need(1)?;
                 (shape[0], numel(&shape[1..]), 1)
             }
@@ -134,7 +134,9 @@ impl Softmax {
                 need(2)?;
                 split(1)
             }
-            Variant::Output(OutputMode::PreserveShape) => {
+            // MXNet 1.9.1's instance mode normalises over the last axis only
+            // (its documentation says all axes after the first).
+            Variant::Instance | Variant::Output(OutputMode::PreserveShape) => {
                 need(1)?;
                 split(shape.len() - 1)
             }
