@@ -194,6 +194,8 @@ CASES = [
     ("_contrib_quantized_concat", {"num_args": "3", "dim": "1"}),
     ("_contrib_quantized_elemwise_add", {}),
     ("_contrib_quantized_elemwise_mul", {}),
+    ("_contrib_quantized_elemwise_mul", {"enable_float_output": "True"}),
+    ("_contrib_quantized_elemwise_mul", {"min_calib_range": "-1", "max_calib_range": "1"}),
     ("_contrib_quantized_batch_norm", {}),
     ("_contrib_quantized_embedding", {"input_dim": "3", "output_dim": "2"}),
     ("_contrib_quantized_rnn", {"state_size": "4", "num_layers": "1", "mode": "lstm"}),

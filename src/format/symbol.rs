@@ -4,7 +4,8 @@
 //! Loading follows MXNet 1.9.1: a strict reader (unknown keys, non-string
 //! attribute values and malformed entries are errors), MXNet's reference
 //! checks, then the upgrade of files older than 1.9.1. The loaded graph
-//! holds only the nodes its heads reach, in DFS order, as MXNet's does.
+//! holds only the nodes its heads reach, in DFS order, and canonical
+//! operator names in place of aliases, as MXNet's does.
 //!
 //! Where this loader differs from MXNet 1.9.1:
 //! - It rejects graphs with a cycle or with an entry that uses an output
@@ -23,12 +24,14 @@ mod writer;
 
 use crate::error::{Error, Result};
 use crate::graph::Graph;
+use crate::ops::registry;
 use std::path::Path;
 
 /// Parses symbol JSON text into a graph, upgrading legacy files.
 pub fn load_json(text: &str) -> Result<Graph> {
     let document = reader::parse(text).map_err(Error::Symbol)?;
     let mut graph = document.graph;
+    canonicalize_ops(&mut graph);
     validate::check_references(&graph)?;
     validate::check_executable(&graph)?;
     upgrade::upgrade(
@@ -41,6 +44,22 @@ pub fn load_json(text: &str) -> Result<Graph> {
     validate::check_executable(&graph)?;
     validate::warn_duplicate_names(&graph);
     Ok(graph)
+}
+
+/// Replaces operator aliases (`split`, `ElementWiseSum`, …) with the
+/// operator's canonical name, as MXNet's loaded graphs hold them.
+/// Operators missing from the catalog keep their name.
+fn canonicalize_ops(graph: &mut Graph) {
+    for node in &mut graph.nodes {
+        if let Some(def) = registry().get(&node.op) {
+            if def.name != node.op {
+                node.op = def.name.to_string();
+            }
+        }
+        for sub in &mut node.subgraphs {
+            canonicalize_ops(sub);
+        }
+    }
 }
 
 /// Reads and parses a symbol JSON file.
@@ -170,6 +189,14 @@ mod tests {
         };
         assert!(load_json(&text(904)).unwrap().nodes[1].attrs.is_empty());
         assert_eq!(load_json(&text(905)).unwrap().nodes[1].attrs.len(), 1);
+    }
+
+    #[test]
+    fn aliases_become_canonical_names() {
+        let text = SMALL.replace("\"op\": \"Activation\"", "\"op\": \"identity\"");
+        let g = load_json(&text).unwrap();
+        assert_eq!(g.nodes[4].op, "_copy");
+        assert!(save_json(&g).contains("\"op\": \"_copy\""));
     }
 
     #[test]

@@ -554,6 +554,10 @@ fn quantized_weighted_inputs(attrs: &Attrs) -> Vec<String> {
     names
 }
 
+fn quantized_binary_inputs(_: &Attrs) -> Vec<String> {
+    to_strings(&["lhs", "rhs", "lhs_min", "lhs_max", "rhs_min", "rhs_max"])
+}
+
 fn register_quantized(r: &mut Registry) {
     r.add(OpDef {
         inputs: data_range,
@@ -611,16 +615,23 @@ fn register_quantized(r: &mut Registry) {
         outputs: quantized_outputs,
         ..op("_contrib_quantized_concat", &[])
     });
-    for name in [
-        "_contrib_quantized_elemwise_add",
-        "_contrib_quantized_elemwise_mul",
-    ] {
-        r.add(OpDef {
-            inputs: |_| to_strings(&["lhs", "rhs", "lhs_min", "lhs_max", "rhs_min", "rhs_max"]),
-            outputs: quantized_outputs,
-            ..op(name, &[])
-        });
-    }
+    r.add(OpDef {
+        inputs: quantized_binary_inputs,
+        outputs: quantized_outputs,
+        ..op("_contrib_quantized_elemwise_add", &[])
+    });
+    // With enable_float_output the product is dequantized and has no range outputs.
+    r.add(OpDef {
+        inputs: quantized_binary_inputs,
+        outputs: |a| {
+            if flag(a, "enable_float_output", false) {
+                to_strings(&["output"])
+            } else {
+                quantized_outputs(a)
+            }
+        },
+        ..op("_contrib_quantized_elemwise_mul", &[])
+    });
     r.add(OpDef {
         inputs: |_| {
             to_strings(&[
