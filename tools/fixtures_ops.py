@@ -874,6 +874,99 @@ def fusion_bug_cases():
     ]
 
 
+def extra_cases():
+    """Operators beyond the basic list that the fixture models or common inference graphs use."""
+    x = var()
+    a, b = var("a"), var("b")
+    unary = [
+        ("abs", sym.abs, np.abs, None),
+        ("exp", sym.exp, np.exp, None),
+        ("log", sym.log, np.log, positive),
+        ("sqrt", sym.sqrt, np.sqrt, positive),
+        ("rsqrt", sym.rsqrt, lambda v: 1 / np.sqrt(v), positive),
+        ("square", sym.square, np.square, None),
+        ("negative", sym.negative, np.negative, None),
+        ("sigmoid", sym.sigmoid, lambda v: 1 / (1 + np.exp(-v)), None),
+        ("relu", sym.relu, lambda v: np.maximum(v, 0), None),
+    ]
+    cases = []
+    for name, function, numpy_function, values in unary:
+        cases.append(
+            Case(
+                "unary_" + name,
+                function(x, name="op"),
+                {"data": (3, 7)},
+                data_values={"data": values} if values else {},
+                reference=lambda inputs, params, f=numpy_function: [f(inputs["data"].astype(np.float64))],
+            )
+        )
+    adaptive = sym.contrib.AdaptiveAvgPooling2D
+    cases += [
+        Case("adaptive_avg_pool_1", adaptive(x, output_size=1, name="pool"), {"data": (1, 3, 5, 7)}),
+        Case(
+            "adaptive_avg_pool_3",
+            adaptive(x, output_size=3, name="pool"),
+            {"data": (1, 3, 5, 7)},
+            "Output 3x3 from 5x7: windows overlap and differ in size (PSPNet uses 1, 2, 3 and 6).",
+        ),
+        Case("adaptive_avg_pool_rect", adaptive(x, output_size=(2, 4), name="pool"), {"data": (2, 2, 6, 9)}),
+        Case(
+            "adaptive_avg_pool_upsample",
+            adaptive(x, output_size=6, name="pool"),
+            {"data": (1, 2, 4, 5)},
+            "Output larger than the input, as in PSPNet's 6x6 branch on a small map.",
+        ),
+        Case("layer_norm", sym.LayerNorm(x, axis=-1, eps=1e-5, name="ln"), {"data": (2, 3, 7)}),
+        Case("layer_norm_axis1", sym.LayerNorm(x, axis=1, name="ln"), {"data": (2, 5, 3)}),
+        Case("instance_norm", sym.InstanceNorm(x, eps=1e-3, name="in"), {"data": (2, 3, 5, 7)}),
+        Case("l2_normalization_instance", sym.L2Normalization(x, mode="instance", name="l2"), {"data": (2, 3, 5)}),
+        Case("l2_normalization_channel", sym.L2Normalization(x, mode="channel", name="l2"), {"data": (2, 3, 5)}),
+        Case("l2_normalization_spatial", sym.L2Normalization(x, mode="spatial", name="l2"), {"data": (2, 3, 4, 5)}),
+        Case("lrn", sym.LRN(x, nsize=3, alpha=1e-2, beta=0.75, knorm=2.0, name="lrn"), {"data": (1, 5, 4, 6)}),
+        Case(
+            "argmax_axis1",
+            sym.argmax(x, axis=1, name="argmax"),
+            {"data": (3, 7)},
+            "argmax returns float32 indices.",
+        ),
+        Case("argmax_keepdims", sym.argmax(x, axis=-1, keepdims=True, name="argmax"), {"data": (2, 3, 5)}),
+        Case("stack_axis1", sym.stack(a, b, axis=1, name="stack"), {"a": (2, 3), "b": (2, 3)}),
+        Case("tile", sym.tile(x, reps=(2, 1, 3), name="tile"), {"data": (2, 3)}),
+        Case("repeat", sym.repeat(x, repeats=2, axis=1, name="repeat"), {"data": (2, 3)}),
+        Case(
+            "where",
+            sym.where(var("condition"), a, b, name="where"),
+            {"condition": (3, 4), "a": (3, 4), "b": (3, 4)},
+            "condition holds 0.0 and 1.0.",
+            data_values={"condition": indices(2)},
+        ),
+        Case("broadcast_to", sym.broadcast_to(x, shape=(2, 3, 4), name="bcast"), {"data": (2, 1, 4)}),
+        Case("broadcast_like", sym.broadcast_like(a, b, name="bcast"), {"a": (1, 3), "b": (4, 3)}),
+        Case("zeros_like", sym.zeros_like(x, name="zeros"), {"data": (2, 3)}),
+        Case("ones_like", sym.ones_like(x, name="ones"), {"data": (2, 3)}),
+        Case("identity", sym.identity(x, name="copy"), {"data": (2, 3)}),
+        Case("block_grad", sym.BlockGrad(x, name="stop"), {"data": (2, 3)}, "BlockGrad is the identity in forward."),
+        Case("dot", sym.dot(a, b, name="dot"), {"a": (3, 4), "b": (4, 5)}),
+        Case("dot_transpose_b", sym.dot(a, b, transpose_b=True, name="dot"), {"a": (3, 4), "b": (5, 4)}),
+        Case("batch_dot", sym.batch_dot(a, b, name="dot"), {"a": (2, 3, 4), "b": (2, 4, 5)}),
+        Case(
+            "take",
+            sym.take(a, b, axis=0, name="take"),
+            {"a": (5, 3), "b": (2, 4)},
+            "Indices are float32 values 0..4.",
+            data_values={"b": indices(5)},
+        ),
+        Case(
+            "one_hot",
+            sym.one_hot(x, depth=5, name="one_hot"),
+            {"data": (2, 3)},
+            "Indices are float32 values 0..4.",
+            data_values={"data": indices(5)},
+        ),
+    ]
+    return cases
+
+
 def all_cases():
     return (
         convolution_cases()
@@ -891,6 +984,7 @@ def all_cases():
         + misc_cases()
         + rnn_cases()
         + fusion_bug_cases()
+        + extra_cases()
     )
 
 
