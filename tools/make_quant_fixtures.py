@@ -726,6 +726,8 @@ class Fused(nn.HybridBlock):
                 self.fc = nn.Dense(9)
             else:
                 self.conv1 = nn.Conv2D(13, 3, padding=1, use_bias=variant != "bn_add_relu")
+            if variant == "fc_leaky":
+                self.fc2 = nn.Dense(5)
             if variant not in ("relu", "fc", "fc_relu", "fc_leaky"):
                 self.bn1 = nn.BatchNorm()
             if "add" in variant:
@@ -733,26 +735,27 @@ class Fused(nn.HybridBlock):
                 self.bn2 = nn.BatchNorm()
 
     def hybrid_forward(self, F, x):
+        # MXNet's MKLDNN pass fuses Activation(act_type="relu") but not the `relu` operator.
         if self.variant == "relu":
-            return F.relu(self.conv1(x))
+            return F.Activation(self.conv1(x), act_type="relu")
         if self.variant == "bn":
             return self.bn1(self.conv1(x))
         if self.variant == "bn_add_relu":
             y = self.bn1(self.conv1(x))
-            return F.relu(self.bn2(self.conv2(y)) + y)
+            return F.Activation(self.bn2(self.conv2(y)) + y, act_type="relu")
         if self.variant == "add_relu_u8":
-            y = F.relu(self.bn1(self.conv1(x)))
-            return F.relu(self.bn2(self.conv2(y)) + y)
+            y = F.Activation(self.bn1(self.conv1(x)), act_type="relu")
+            return F.Activation(self.bn2(self.conv2(y)) + y, act_type="relu")
         if self.variant == "relu6":
             return F.clip(self.bn1(self.conv1(x)), 0, 6)
         if self.variant == "leaky":
             return F.LeakyReLU(self.bn1(self.conv1(x)), slope=0.1)
         if self.variant == "fc_relu":
-            return F.relu(self.fc(x))
+            return F.Activation(self.fc(x), act_type="relu")
         if self.variant == "fc":
             return self.fc(x)
         if self.variant == "fc_leaky":
-            return F.LeakyReLU(self.fc(x), slope=0.1)
+            return self.fc2(F.LeakyReLU(self.fc(x), slope=0.1))
         raise ValueError(self.variant)
 
 
@@ -791,8 +794,8 @@ def fused_cases(tmp):
         ("fc_relu", "naive", "auto", "channel-wise", "channel-wise FC+relu, uint8 output.", "mxnet"),
         ("fc", "none", "int8", "tensor-wise", "FC without calibration: int32 output + requantize.", "mxnet"),
         ("fc_leaky", "naive", "auto", "tensor-wise",
-         "FC+LeakyReLU(0.1): MXNet types the output uint8 and drops every negative value. Correct: "
-         "int8 output.", "fp32"),
+         "FC+LeakyReLU(0.1) followed by a second FC: MXNet types the first FC's calibrated output "
+         "uint8 and drops every negative value. Correct: int8 output.", "fp32"),
     ]):
         net = Fused(variant, prefix=f"f{variant}_")
         fp32 = export_fp32(net, shape, 400 + i, tmp)
