@@ -5,12 +5,15 @@ use super::fp32_util::{f32_only, to_sizes, NodeInfo};
 use super::{NodeCtx, Op, Registry, Shape};
 use crate::dtype::DType;
 use crate::error::Result;
-use crate::kernels::fp32::pool::{pool_forward, PoolKind};
+use crate::kernels::fp32::pool::{adaptive_avg_pool, pool_forward, PoolKind};
 use crate::kernels::fp32::window::Window;
 use crate::tensor::Tensor;
 
 pub fn register(r: &mut Registry) {
     r.implement("Pooling", |ctx| Ok(Box::new(Pooling::new(ctx)?)));
+    r.implement("_contrib_AdaptiveAvgPooling2D", |ctx| {
+        Ok(Box::new(AdaptiveAvgPool::new(ctx)?))
+    });
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -196,6 +199,75 @@ impl Op for Pooling {
     }
 }
 
+/// `_contrib_AdaptiveAvgPooling2D`: average pooling of NCHW data to a fixed
+/// `output_size` (one value for both sides, two for (height, width), 1×1 when absent).
+struct AdaptiveAvgPool {
+    node: NodeInfo,
+    size: Option<(usize, usize)>,
+}
+
+impl AdaptiveAvgPool {
+    fn new(ctx: &NodeCtx) -> Result<AdaptiveAvgPool> {
+        let node = NodeInfo::new(ctx);
+        let sizes = to_sizes(
+            &node,
+            "output_size",
+            &ctx.reader().tuple_or("output_size", &[])?,
+        )?;
+        // MXNet 1.9.1 falls back to 1×1 for more than two values as well.
+        let size = match sizes[..] {
+            [s] => Some((s, s)),
+            [h, w] => Some((h, w)),
+            _ => None,
+        };
+        if matches!(size, Some((0, _)) | Some((_, 0))) {
+            return Err(node.attr_err(
+                "output_size",
+                format!("{sizes:?}"),
+                "sizes must be positive",
+            ));
+        }
+        Ok(AdaptiveAvgPool { node, size })
+    }
+}
+
+impl Op for AdaptiveAvgPool {
+    fn infer_shape(&self, inputs: &mut [Option<Shape>]) -> Result<Option<Vec<Shape>>> {
+        self.node.expect_inputs(inputs.len(), 1)?;
+        let Some(data) = &inputs[0] else {
+            return Ok(None);
+        };
+        if data.len() != 4 {
+            return Err(self.node.shape_err(format!(
+                "data has shape {data:?}, expected 4 dimensions (N, C, H, W)"
+            )));
+        }
+        let (h, w) = self.size.unwrap_or((1, 1));
+        Ok(Some(vec![vec![data[0], data[1], h, w]]))
+    }
+
+    fn infer_type(&self, inputs: &mut [Option<DType>], num_outputs: usize) -> Result<Vec<DType>> {
+        f32_only(&self.node, inputs, num_outputs)
+    }
+
+    fn forward(&self, inputs: &[&Tensor], outputs: &mut [Tensor]) -> Result<()> {
+        let d = inputs[0].shape();
+        let o = outputs[0].shape().to_vec();
+        if d[2] == 0 || d[3] == 0 {
+            return Err(self
+                .node
+                .shape_err(format!("cannot pool the empty input {d:?}")));
+        }
+        adaptive_avg_pool(
+            inputs[0].f32s()?,
+            (d[2], d[3]),
+            outputs[0].f32s_mut()?,
+            (o[2], o[3]),
+        );
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::fp32_util::testing::*;
@@ -298,6 +370,29 @@ mod tests {
         )
         .unwrap();
         assert_close(&excl[0], &[3.0, 4.5, 7.5, 9.0]);
+    }
+
+    #[test]
+    fn adaptive_avg_pool_sizes() {
+        let create: super::super::CreateFn = |c| Ok(Box::new(AdaptiveAvgPool::new(c)?));
+        let shape = |pairs: &[(&str, &str)]| {
+            let op = make(create, "_contrib_AdaptiveAvgPooling2D", pairs).unwrap();
+            op.infer_shape(&mut [Some(vec![2, 3, 7, 9])])
+                .unwrap()
+                .unwrap()
+                .remove(0)
+        };
+        assert_eq!(shape(&[]), vec![2, 3, 1, 1]);
+        assert_eq!(shape(&[("output_size", "3")]), vec![2, 3, 3, 3]);
+        assert_eq!(shape(&[("output_size", "(2, 6)")]), vec![2, 3, 2, 6]);
+        let op = make(
+            create,
+            "_contrib_AdaptiveAvgPooling2D",
+            &[("output_size", "(1, 2)")],
+        )
+        .unwrap();
+        let out = run(op.as_ref(), &[ramp(&[1, 1, 2, 4], 0.0, 1.0)]).unwrap();
+        assert_close(&out[0], &[2.5, 4.5]);
     }
 
     #[test]

@@ -32,6 +32,48 @@ pub fn pool_forward(w: &Window, kind: PoolKind, input: &[f32], output: &mut [f32
         .for_each(|(out, src)| pool_plane(w, kind, src, out));
 }
 
+/// Adaptive average pooling of each `in_h × in_w` plane to `out_h × out_w`:
+/// output cell `(y, x)` averages input rows `⌊y·H/OH⌋ .. ⌈(y+1)·H/OH⌉` and
+/// the columns found the same way.
+pub fn adaptive_avg_pool(
+    input: &[f32],
+    (in_h, in_w): (usize, usize),
+    output: &mut [f32],
+    (out_h, out_w): (usize, usize),
+) {
+    let planes = input.len() / (in_h * in_w).max(1);
+    assert_eq!(
+        input.len(),
+        planes * in_h * in_w,
+        "adaptive pool: input length"
+    );
+    assert_eq!(
+        output.len(),
+        planes * out_h * out_w,
+        "adaptive pool: output length"
+    );
+    if output.is_empty() {
+        return;
+    }
+    let span = |o: usize, out: usize, len: usize| (o * len / out, ((o + 1) * len).div_ceil(out));
+    let rows: Vec<(usize, usize)> = (0..out_h).map(|y| span(y, out_h, in_h)).collect();
+    let cols: Vec<(usize, usize)> = (0..out_w).map(|x| span(x, out_w, in_w)).collect();
+    output
+        .par_chunks_mut(out_h * out_w)
+        .zip(input.par_chunks(in_h * in_w))
+        .for_each(|(dst, src)| {
+            for (y, &(r0, r1)) in rows.iter().enumerate() {
+                for (x, &(c0, c1)) in cols.iter().enumerate() {
+                    let mut sum = 0.0f32;
+                    for r in r0..r1 {
+                        sum += src[r * in_w + c0..r * in_w + c1].iter().sum::<f32>();
+                    }
+                    dst[y * out_w + x] = sum / (c1 - c0) as f32 / (r1 - r0) as f32;
+                }
+            }
+        });
+}
+
 /// Clipped window bounds along one dimension: (start, end) inside the
 /// image and the extent used as the average's divisor with padding counted.
 fn bounds(w: &Window, dim: usize, g: usize) -> (usize, usize, usize) {
@@ -172,6 +214,20 @@ mod tests {
         assert_eq!(out, [6.0]);
         pool_forward(&w, PoolKind::Lp(3), &input, &mut out);
         assert!((out[0] - 84f32.cbrt()).abs() < 1e-5);
+    }
+
+    #[test]
+    fn adaptive_avg_pool_overlapping_cells() {
+        // 1×5 → 1×3: columns [0, 2), [1, 4), [3, 5).
+        let input = [1.0, 2.0, 3.0, 4.0, 5.0];
+        let mut out = [0.0; 3];
+        adaptive_avg_pool(&input, (1, 5), &mut out, (1, 3));
+        assert_eq!(out, [1.5, 3.0, 4.5]);
+        // 4×4 → 2×2 is plain 2×2 average pooling.
+        let input: Vec<f32> = (0..16).map(|v| v as f32).collect();
+        let mut out = [0.0; 4];
+        adaptive_avg_pool(&input, (4, 4), &mut out, (2, 2));
+        assert_eq!(out, [2.5, 4.5, 10.5, 12.5]);
     }
 
     #[test]
