@@ -1,6 +1,7 @@
 /* Exercises c_predict_api.h on a model fixture, the way C callers of MXNet
  * use it, and checks the outputs against MXNet's golden outputs.
  * Usage: predict MODEL_DIR MODEL_NAME */
+#include <mxnet/c_api.h>
 #include <mxnet/c_predict_api.h>
 #include <math.h>
 #include <pthread.h>
@@ -74,10 +75,11 @@ static int close_enough(const float *got, const float *want, mx_uint n) {
 
 static int monitor_calls = 0;
 static void monitor(const char *name, NDArrayHandle arr, void *user) {
-  (void)name;
-  (void)arr;
   (void)user;
-  monitor_calls++;
+  mx_uint ndim = 0;
+  const mx_uint *dims = NULL;
+  if (name[0] != '\0' && MXNDArrayGetShape(arr, &ndim, &dims) == 0 && ndim > 0) monitor_calls++;
+  MXNDArrayFree(arr);
 }
 
 struct worker {
@@ -151,8 +153,19 @@ int main(int argc, char **argv) {
   /* Monitor callback sees every operator output. */
   OK(MXPredSetMonitorCallback(pred, monitor, NULL, false));
   OK(MXPredForward(pred));
-  CHECK(monitor_calls >= step, "monitor called %d times for %d steps", monitor_calls, step);
+  int output_calls = monitor_calls;
+  CHECK(output_calls >= step, "monitor called %d times for %d steps", output_calls, step);
+  monitor_calls = 0;
+  OK(MXPredSetMonitorCallback(pred, monitor, NULL, true));
+  OK(MXPredForward(pred));
+  CHECK(monitor_calls > output_calls, "monitor_all reported %d arrays, outputs alone %d", monitor_calls,
+        output_calls);
   OK(MXPredSetMonitorCallback(pred, NULL, NULL, false));
+  /* A step whose inputs were released is an error, not a crash. */
+  CHECK(MXPredPartialForward(pred, step - 1, &left) == -1, "last step ran without its inputs");
+  CHECK(strstr(MXGetLastError(), "in order") != NULL, "message: %s", MXGetLastError());
+  CHECK(MXPredPartialForward(pred, step + 5, &left) == -1, "step out of range accepted");
+  CHECK(MXPredPartialForward(pred, -1, &left) == -1, "negative step accepted");
 
   /* Errors instead of crashes. */
   CHECK(MXPredSetInput(pred, "nosuch", input, in_elems) == -1, "unknown input accepted");

@@ -21,6 +21,7 @@ pub type PredMonitorCallback =
 struct Monitor {
     callback: unsafe extern "C" fn(*const c_char, *mut c_void, *mut c_void),
     user: usize,
+    include_inputs: bool,
 }
 
 /// The object a `PredictorHandle` points to.
@@ -416,14 +417,16 @@ fn run_forward(o: &mut PredictorObject) -> Result<()> {
     let Some(m) = &o.monitor else {
         return o.predictor.executor.forward();
     };
-    let (callback, user) = (m.callback, m.user);
+    let (callback, user, include_inputs) = (m.callback, m.user, m.include_inputs);
     let mut call = |name: &str, t: &crate::tensor::Tensor| {
         let Ok(name) = CString::new(name) else { return };
         let h = NdArray::into_handle(Some(t.clone()));
         // SAFETY: the caller registered `callback` for exactly this use.
         unsafe { callback(name.as_ptr(), h, user as *mut c_void) };
     };
-    o.predictor.executor.forward_monitored(Some(&mut call))
+    o.predictor
+        .executor
+        .forward_monitored(Some(&mut call), include_inputs)
 }
 
 /// Runs the whole graph.
@@ -489,7 +492,8 @@ pub unsafe extern "C" fn MXPredGetOutput(
 }
 
 /// Installs a callback called after each operator with each of its outputs
-/// (`monitor_all` also reports inputs in MXNet; here outputs are always reported).
+/// and, with `monitor_all`, before it with each of its inputs. The callee
+/// owns (and frees) each array handle it receives.
 ///
 /// # Safety
 /// `callback` must stay callable while the predictor lives.
@@ -498,13 +502,14 @@ pub unsafe extern "C" fn MXPredSetMonitorCallback(
     handle: PredictorHandle,
     callback: PredMonitorCallback,
     callback_handle: *mut c_void,
-    _monitor_all: bool,
+    monitor_all: bool,
 ) -> c_int {
     api_call(|| {
         with_predictor(handle, |o| {
             o.monitor = callback.map(|callback| Monitor {
                 callback,
                 user: callback_handle as usize,
+                include_inputs: monitor_all,
             });
             Ok(())
         })

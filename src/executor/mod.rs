@@ -296,21 +296,55 @@ impl Executor {
 
     /// Runs the whole graph.
     pub fn forward(&mut self) -> Result<()> {
-        self.forward_monitored(None)
+        self.forward_monitored(None, false)
     }
 
     /// Runs the whole graph, calling `monitor(name, tensor)` after each
-    /// operator for each of its outputs.
+    /// operator for each of its outputs, and with `include_inputs` also for
+    /// each of its inputs before it runs.
     pub fn forward_monitored(
         &mut self,
         mut monitor: Option<&mut (dyn FnMut(&str, &Tensor) + Send)>,
+        include_inputs: bool,
     ) -> Result<()> {
         pool::pool().install(|| {
             for i in 0..self.steps.len() {
+                if include_inputs {
+                    if let Some(m) = monitor.as_deref_mut() {
+                        self.report_inputs(i, m);
+                    }
+                }
                 self.run_step(i, monitor.as_deref_mut())?;
             }
             Ok(())
         })
+    }
+
+    /// Reports the inputs of step `i`: a variable by its own name, an
+    /// operator output as `<node>_<input name>`.
+    fn report_inputs(&self, i: usize, monitor: &mut (dyn FnMut(&str, &Tensor) + Send + '_)) {
+        let step = &self.steps[i];
+        let node = &self.graph.nodes[step.node];
+        let input_names = registry()
+            .get(&node.op)
+            .map(|d| (d.inputs)(&node.attrs))
+            .unwrap_or_default();
+        for (k, (&e, entry)) in step.inputs.iter().zip(&node.inputs).enumerate() {
+            let source = &self.graph.nodes[entry.node];
+            let name = if source.is_variable() {
+                source.name.clone()
+            } else {
+                let input = input_names
+                    .get(k)
+                    .cloned()
+                    .unwrap_or_else(|| format!("input{k}"));
+                format!("{}_{input}", node.name)
+            };
+            if let Value::Pooled = self.values[e] {
+                continue;
+            }
+            monitor(&name, self.values[e].tensor());
+        }
     }
 
     /// Runs step `i` only (for `MXPredPartialForward`).
@@ -320,6 +354,17 @@ impl Executor {
                 "step {i} is out of range: the graph has {} steps",
                 self.steps.len()
             )));
+        }
+        if i > 0 {
+            let missing = self.steps[i]
+                .inputs
+                .iter()
+                .any(|&e| matches!(self.values[e], Value::Pooled));
+            if missing {
+                return Err(Error::invalid(format!(
+                    "step {i} reads outputs of earlier steps that have not run; run the steps in order from 0"
+                )));
+            }
         }
         pool::pool().install(|| self.run_step(i, None))
     }
