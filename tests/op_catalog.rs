@@ -35,27 +35,27 @@ fn catalog_matches_mxnet_cases() {
             .iter()
             .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
             .collect();
-        let what = format!("{op} {attrs:?}");
+        let label = format!("{op} {attrs:?}");
         let def = registry()
             .get(op)
-            .unwrap_or_else(|| panic!("{what}: not in the catalog"));
+            .unwrap_or_else(|| panic!("{label}: not in the catalog"));
         assert_eq!(
             def.name,
             case["canonical"].as_str().unwrap(),
-            "{what}: canonical name"
+            "{label}: canonical name"
         );
 
         let inputs = (def.inputs)(&attrs);
-        assert_eq!(inputs, strings(&case["inputs"]), "{what}: inputs");
+        assert_eq!(inputs, strings(&case["inputs"]), "{label}: inputs");
 
         let outputs = (def.outputs)(&attrs);
         let total = case["total_outputs"].as_u64().unwrap() as usize;
-        assert_eq!(outputs.len(), total, "{what}: output count");
+        assert_eq!(outputs.len(), total, "{label}: output count");
         let visible = (def.visible_outputs)(&attrs).min(outputs.len());
         assert_eq!(
             outputs[..visible].to_vec(),
             strings(&case["visible_outputs"]),
-            "{what}: visible outputs"
+            "{label}: visible outputs"
         );
 
         let aux: Vec<String> = def
@@ -63,7 +63,7 @@ fn catalog_matches_mxnet_cases() {
             .iter()
             .filter_map(|&i| inputs.get(i).cloned())
             .collect();
-        assert_eq!(aux, strings(&case["aux"]), "{what}: auxiliary states");
+        assert_eq!(aux, strings(&case["aux"]), "{label}: auxiliary states");
     }
 }
 

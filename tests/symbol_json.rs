@@ -97,7 +97,7 @@ fn without_row_ptr(text: &str) -> String {
 
 /// Compares the output counts in `node_row_ptr`: they may differ only for
 /// max pooling, which has a hidden workspace output in MXNet's MKLDNN build.
-fn check_output_counts(ours: &str, mxnet: &str, what: &str) {
+fn check_output_counts(ours: &str, mxnet: &str, label: &str) {
     fn counts(graph: &Value) -> Vec<(String, u64)> {
         let row = graph["node_row_ptr"].as_array().unwrap();
         let nodes = graph["nodes"].as_array().unwrap();
@@ -116,72 +116,72 @@ fn check_output_counts(ours: &str, mxnet: &str, what: &str) {
         if our_count != mxnet_count {
             assert!(
                 op == "Pooling" && our_count == 1 && mxnet_count == 2,
-                "{what}: {op} has {our_count} outputs here, {mxnet_count} in MXNet"
+                "{label}: {op} has {our_count} outputs here, {mxnet_count} in MXNet"
             );
         }
     }
 }
 
-fn assert_same_graph(a: &Graph, b: &Graph, what: &str) {
-    assert_eq!(a.nodes.len(), b.nodes.len(), "{what}: node count");
+fn assert_same_graph(a: &Graph, b: &Graph, label: &str) {
+    assert_eq!(a.nodes.len(), b.nodes.len(), "{label}: node count");
     for (x, y) in a.nodes.iter().zip(&b.nodes) {
-        assert_eq!(x.op, y.op, "{what}: op of {}", x.name);
-        assert_eq!(x.name, y.name, "{what}: node name");
-        assert_eq!(x.attrs, y.attrs, "{what}: attrs of {}", x.name);
-        assert_eq!(x.inputs, y.inputs, "{what}: inputs of {}", x.name);
+        assert_eq!(x.op, y.op, "{label}: op of {}", x.name);
+        assert_eq!(x.name, y.name, "{label}: node name");
+        assert_eq!(x.attrs, y.attrs, "{label}: attrs of {}", x.name);
+        assert_eq!(x.inputs, y.inputs, "{label}: inputs of {}", x.name);
         assert_eq!(
             x.control_deps, y.control_deps,
-            "{what}: control_deps of {}",
+            "{label}: control_deps of {}",
             x.name
         );
         assert_eq!(
             x.subgraphs.len(),
             y.subgraphs.len(),
-            "{what}: subgraphs of {}",
+            "{label}: subgraphs of {}",
             x.name
         );
         for (sx, sy) in x.subgraphs.iter().zip(&y.subgraphs) {
-            assert_same_graph(sx, sy, &format!("{what}, subgraph of {}", x.name));
+            assert_same_graph(sx, sy, &format!("{label}, subgraph of {}", x.name));
         }
     }
-    assert_eq!(a.arg_nodes, b.arg_nodes, "{what}: arg_nodes");
-    assert_eq!(a.heads, b.heads, "{what}: heads");
+    assert_eq!(a.arg_nodes, b.arg_nodes, "{label}: arg_nodes");
+    assert_eq!(a.heads, b.heads, "{label}: heads");
 }
 
 #[test]
 fn symbol_lists_match_mxnet() {
     for (path, expected_path) in symbol_fixtures() {
         let expected = read_json(&expected_path);
-        let what = path.file_name().unwrap().to_string_lossy().to_string();
+        let label = path.file_name().unwrap().to_string_lossy().to_string();
         assert_eq!(
             expected["mxnet_load"], "ok",
-            "{what}: MXNet failed to load it"
+            "{label}: MXNet failed to load it"
         );
-        let g = load_file(&path).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let g = load_file(&path).unwrap_or_else(|e| panic!("{label}: {e}"));
         assert_eq!(
             g.list_arguments(),
             strings(&expected["arguments"]),
-            "{what}: arguments"
+            "{label}: arguments"
         );
         assert_eq!(
             g.list_auxiliary_states(),
             strings(&expected["auxiliary_states"]),
-            "{what}: auxiliary states"
+            "{label}: auxiliary states"
         );
         assert_eq!(
             g.list_inputs(),
             strings(&expected["inputs"]),
-            "{what}: inputs"
+            "{label}: inputs"
         );
         assert_eq!(
             g.list_outputs(),
             strings(&expected["outputs"]),
-            "{what}: outputs"
+            "{label}: outputs"
         );
         assert_eq!(
             g.internals().list_outputs(),
             strings(&expected["internals"]),
-            "{what}: internals"
+            "{label}: internals"
         );
     }
 }
@@ -190,18 +190,18 @@ fn symbol_lists_match_mxnet() {
 fn symbol_save_matches_mxnet_text() {
     for (path, expected_path) in symbol_fixtures() {
         let expected = read_json(&expected_path);
-        let what = path.file_name().unwrap().to_string_lossy().to_string();
+        let label = path.file_name().unwrap().to_string_lossy().to_string();
         let mxnet_text = expected["tojson"].as_str().expect("tojson");
         let ours = save_json(&load_file(&path).unwrap());
         assert_eq!(
             without_row_ptr(&ours),
             without_row_ptr(mxnet_text),
-            "{what}: saved text differs from MXNet's"
+            "{label}: saved text differs from MXNet's"
         );
-        check_output_counts(&ours, mxnet_text, &what);
+        check_output_counts(&ours, mxnet_text, &label);
         // MXNet's own output loads to the same graph as ours.
-        let from_mxnet = load_json(mxnet_text).unwrap_or_else(|e| panic!("{what}: {e}"));
-        assert_same_graph(&load_json(&ours).unwrap(), &from_mxnet, &what);
+        let from_mxnet = load_json(mxnet_text).unwrap_or_else(|e| panic!("{label}: {e}"));
+        assert_same_graph(&load_json(&ours).unwrap(), &from_mxnet, &label);
     }
 }
 
@@ -212,19 +212,19 @@ fn save_then_load_is_stable() {
         paths.extend(model_fixtures(group).into_iter().map(|(s, _)| s));
     }
     for path in paths {
-        let what = path.display().to_string();
-        let first = load_file(&path).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let label = path.display().to_string();
+        let first = load_file(&path).unwrap_or_else(|e| panic!("{label}: {e}"));
         let text = save_json(&first);
-        let second = load_json(&text).unwrap_or_else(|e| panic!("{what}: reloading: {e}"));
-        assert_same_graph(&first, &second, &what);
-        assert_eq!(save_json(&second), text, "{what}: second save differs");
-        assert_eq!(first.list_arguments(), second.list_arguments(), "{what}");
+        let second = load_json(&text).unwrap_or_else(|e| panic!("{label}: reloading: {e}"));
+        assert_same_graph(&first, &second, &label);
+        assert_eq!(save_json(&second), text, "{label}: second save differs");
+        assert_eq!(first.list_arguments(), second.list_arguments(), "{label}");
         assert_eq!(
             first.list_auxiliary_states(),
             second.list_auxiliary_states(),
-            "{what}"
+            "{label}"
         );
-        assert_eq!(first.list_outputs(), second.list_outputs(), "{what}");
+        assert_eq!(first.list_outputs(), second.list_outputs(), "{label}");
     }
 }
 
@@ -295,22 +295,22 @@ fn check_model_meta(group: &str) -> usize {
     let cases = model_fixtures(group);
     for (symbol, meta_path) in &cases {
         let meta = read_json(meta_path);
-        let what = symbol.display().to_string();
-        let g = load_file(symbol).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let label = symbol.display().to_string();
+        let g = load_file(symbol).unwrap_or_else(|e| panic!("{label}: {e}"));
         assert_eq!(
             g.list_arguments(),
             strings(&meta["arguments"]),
-            "{what}: arguments"
+            "{label}: arguments"
         );
         assert_eq!(
             g.list_auxiliary_states(),
             strings(&meta["aux"]),
-            "{what}: aux"
+            "{label}: aux"
         );
         assert_eq!(
             g.list_outputs(),
             strings(&meta["outputs"]),
-            "{what}: outputs"
+            "{label}: outputs"
         );
     }
     cases.len()
@@ -331,13 +331,13 @@ fn quantized_model_aux_states_match_meta() {
     let cases = model_fixtures("quantized");
     for (symbol, meta_path) in &cases {
         let meta = read_json(meta_path);
-        let what = symbol.display().to_string();
-        let g = load_file(symbol).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let label = symbol.display().to_string();
+        let g = load_file(symbol).unwrap_or_else(|e| panic!("{label}: {e}"));
         let arguments = g.list_arguments();
         for name in strings(&meta["arguments"]) {
             assert!(
                 arguments.contains(&name),
-                "{what}: {name} is not an argument"
+                "{label}: {name} is not an argument"
             );
         }
         if meta.get("aux").is_some() {
@@ -345,16 +345,16 @@ fn quantized_model_aux_states_match_meta() {
             let mut expected = strings(&meta["aux"]);
             aux.sort();
             expected.sort();
-            assert_eq!(aux, expected, "{what}: auxiliary states");
+            assert_eq!(aux, expected, "{label}: auxiliary states");
         }
     }
 }
 
 /// Loads `text`, turning a panic into a test failure that shows the input.
-fn load_without_panic(text: &str, what: &str) -> bool {
+fn load_without_panic(text: &str, label: &str) -> bool {
     match std::panic::catch_unwind(|| load_json(text)) {
         Ok(result) => result.is_ok(),
-        Err(_) => panic!("{what}: load_json panicked on {text:?}"),
+        Err(_) => panic!("{label}: load_json panicked on {text:?}"),
     }
 }
 
@@ -380,7 +380,7 @@ fn truncated_or_corrupted_json_never_panics() {
     let mut inputs = 0;
     for (path, _) in symbol_fixtures() {
         let text = fs::read_to_string(&path).unwrap();
-        let what = path.file_name().unwrap().to_string_lossy().to_string();
+        let label = path.file_name().unwrap().to_string_lossy().to_string();
         let boundaries: Vec<usize> = (0..text.len())
             .filter(|&i| text.is_char_boundary(i))
             .collect();
@@ -391,8 +391,8 @@ fn truncated_or_corrupted_json_never_panics() {
                 continue;
             }
             assert!(
-                !load_without_panic(truncated, &what),
-                "{what}: truncated at byte {cut} and still loaded"
+                !load_without_panic(truncated, &label),
+                "{label}: truncated at byte {cut} and still loaded"
             );
             inputs += 1;
         }
@@ -405,7 +405,7 @@ fn truncated_or_corrupted_json_never_panics() {
                 .find(|&b| b > at)
                 .unwrap_or(text.len());
             let corrupted = format!("{}{}{}", &text[..at], replacement, &text[end..]);
-            load_without_panic(&corrupted, &what);
+            load_without_panic(&corrupted, &label);
             inputs += 1;
         }
     }
@@ -444,9 +444,9 @@ fn hostile_graphs_list_without_panic() {
         &format!("{}{}", "[".repeat(10_000), "]".repeat(10_000)),
     ];
     for (n, text) in cases.iter().enumerate() {
-        let what = format!("case {n}");
+        let label = format!("case {n}");
         if let Ok(g) = std::panic::catch_unwind(|| load_json(text))
-            .unwrap_or_else(|_| panic!("{what}: panicked"))
+            .unwrap_or_else(|_| panic!("{label}: panicked"))
         {
             let _ = (
                 g.list_arguments(),
@@ -454,7 +454,7 @@ fn hostile_graphs_list_without_panic() {
                 g.list_outputs(),
             );
             let _ = g.internals().list_outputs();
-            load_json(&save_json(&g)).unwrap_or_else(|e| panic!("{what}: reload: {e}"));
+            load_json(&save_json(&g)).unwrap_or_else(|e| panic!("{label}: reload: {e}"));
         }
     }
 }

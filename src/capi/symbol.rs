@@ -305,7 +305,7 @@ pub unsafe extern "C" fn MXSymbolGetNumOutputs(
     })
 }
 
-/// The node all heads come from, if there is exactly one.
+/// Returns the node all heads come from, if there is exactly one.
 fn single_head_node(graph: &Graph) -> Option<usize> {
     let first = graph.heads.first()?.node;
     graph.heads.iter().all(|e| e.node == first).then_some(first)
@@ -361,7 +361,8 @@ const LEGACY_HIDDEN_KEYS: &[&str] = &[
     "mirror_stage",
 ];
 
-/// The value `MXSymbolGetAttr` reports for `key` on the symbol's single node.
+/// Looks up the value `MXSymbolGetAttr` reports for `key` on the symbol's
+/// single node.
 fn attribute(graph: &Graph, key: &str) -> Option<String> {
     let id = single_head_node(graph)?;
     let node = &graph.nodes[id];
@@ -397,7 +398,7 @@ fn attribute(graph: &Graph, key: &str) -> Option<String> {
 }
 
 /// Looks up attribute `key` of the node the symbol's outputs come from.
-/// `name`, `op_name` and `_value_index` are answered from the node itself;
+/// `name`, `op_name` and `_value_index` are read from the node itself, and
 /// `lr_mult` and the other legacy names also find `__lr_mult__`, …
 /// A missing attribute is not an error: `*success` is 0 and `*out` NULL.
 ///

@@ -56,7 +56,7 @@ impl Graph {
         }
     }
 
-    /// The name MXNet gives one output: a variable's own name, otherwise
+    /// Returns the name MXNet gives one output: a variable's own name, otherwise
     /// `<node>_<output name>`, or just the output name when the node has
     /// no name.
     pub fn entry_name(&self, entry: Entry) -> String {
@@ -166,7 +166,7 @@ impl Graph {
         self.heads.iter().map(|&e| self.entry_name(e)).collect()
     }
 
-    /// The internals symbol (`get_internals()`): the same nodes, with a head
+    /// Builds the internals symbol (`get_internals()`): the same nodes, with a head
     /// for every reachable variable and every visible output of every
     /// reachable operator, in DFS order.
     pub fn internals(&self) -> Graph {

@@ -4,7 +4,7 @@
 use super::{Entry, Graph, Node};
 
 impl Graph {
-    /// A copy holding only the nodes the heads reach, in [`Graph::post_order`]
+    /// Returns a copy with only the nodes the heads reach, in [`Graph::post_order`]
     /// order, with `arg_nodes` listing its variables. Subgraphs are pruned too.
     /// Entries keep their output index and version.
     pub fn pruned(&self) -> Graph {

@@ -17,13 +17,18 @@ use crate::graph::Attrs;
 /// Registers the facts of every operator in this catalog.
 pub fn register(r: &mut Registry) {
     register_layers(r);
+    register_normalization(r);
+    register_activations(r);
+    register_other_layers(r);
     register_shape_ops(r);
+    register_losses_and_indexing(r);
     register_elementwise(r);
     register_reductions(r);
     register_quantized(r);
 }
 
-/// An operator with one `data` input, one `output` and no mutated input.
+/// Builds the facts of an operator with one `data` input, one `output` and
+/// no mutated input.
 fn op(name: &'static str, aliases: &'static [&'static str]) -> OpDef {
     OpDef {
         name,
@@ -39,7 +44,7 @@ fn to_strings(names: &[&str]) -> Vec<String> {
     names.iter().map(|s| s.to_string()).collect()
 }
 
-/// A boolean attribute; absent or unparsable gives `default`.
+/// Reads a boolean attribute. An absent or unparsable value gives `default`.
 fn flag(attrs: &Attrs, key: &str, default: bool) -> bool {
     attrs
         .get(key)
@@ -47,7 +52,8 @@ fn flag(attrs: &Attrs, key: &str, default: bool) -> bool {
         .unwrap_or(default)
 }
 
-/// A non-negative count attribute; absent, negative or unparsable gives `default`.
+/// Reads a non-negative count attribute. An absent, negative or unparsable
+/// value gives `default`.
 fn count(attrs: &Attrs, key: &str, default: usize) -> usize {
     attrs
         .get(key)
@@ -56,7 +62,7 @@ fn count(attrs: &Attrs, key: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// A string attribute, `None` when absent.
+/// Returns a string attribute, `None` when it is absent.
 fn text<'a>(attrs: &'a Attrs, key: &str) -> Option<&'a str> {
     attrs.get(key).map(|s| s.trim())
 }
@@ -124,11 +130,13 @@ fn register_layers(r: &mut Registry) {
         inputs: |a| weighted_inputs(a, false),
         ..op("Convolution", &["_npx_convolution"])
     });
+
     // Deconvolution is the one layer whose bias is off by default.
     r.add(OpDef {
         inputs: |a| weighted_inputs(a, true),
         ..op("Deconvolution", &["_npx_deconvolution"])
     });
+
     r.add(OpDef {
         inputs: |a| weighted_inputs(a, false),
         ..op(
@@ -136,6 +144,10 @@ fn register_layers(r: &mut Registry) {
             &["_npx_fully_connected", "_sparse_FullyConnected"],
         )
     });
+}
+
+/// Registers batch, layer, group and instance normalization and their relatives.
+fn register_normalization(r: &mut Registry) {
     r.add(OpDef {
         inputs: batch_norm_inputs,
         outputs: batch_norm_outputs,
@@ -143,6 +155,7 @@ fn register_layers(r: &mut Registry) {
         mutate_inputs: &[3, 4],
         ..op("BatchNorm", &["_npx_batch_norm"])
     });
+
     r.add(OpDef {
         inputs: batch_norm_inputs,
         outputs: batch_norm_outputs,
@@ -150,6 +163,7 @@ fn register_layers(r: &mut Registry) {
         mutate_inputs: &[3, 4],
         ..op("BatchNorm_v1", &[])
     });
+
     r.add(OpDef {
         inputs: batch_norm_inputs,
         outputs: batch_norm_outputs,
@@ -157,6 +171,7 @@ fn register_layers(r: &mut Registry) {
         mutate_inputs: &[3, 4],
         ..op("_contrib_SyncBatchNorm", &[])
     });
+
     // MXNet 1.9.1 reports four outputs for this operator. NOTE: the name of
     // the hidden fourth output cannot be observed from outside MXNet, so
     // `workspace` is a guess.
@@ -167,35 +182,44 @@ fn register_layers(r: &mut Registry) {
         mutate_inputs: &[3, 4],
         ..op("_contrib_BatchNormWithReLU", &[])
     });
+
     r.add(OpDef {
         inputs: data_gamma_beta,
         outputs: |_| to_strings(&["output", "mean", "std"]),
         visible_outputs: visible_with_mean_var,
         ..op("LayerNorm", &["_npx_layer_norm"])
     });
+
     r.add(OpDef {
         inputs: data_gamma_beta,
         outputs: |_| to_strings(&["output", "mean", "std"]),
         visible_outputs: visible_with_mean_var,
         ..op("GroupNorm", &[])
     });
+
     r.add(OpDef {
         inputs: data_gamma_beta,
         outputs: batch_norm_outputs,
         visible_outputs: one_visible,
         ..op("InstanceNorm", &[])
     });
+
     r.add(OpDef {
         outputs: |_| to_strings(&["output", "norm"]),
         visible_outputs: one_visible,
         ..op("L2Normalization", &[])
     });
+
     r.add(OpDef {
         outputs: |_| to_strings(&["output", "tmp_norm"]),
         visible_outputs: one_visible,
         ..op("LRN", &[])
     });
+}
+
+fn register_activations(r: &mut Registry) {
     r.add(op("Activation", &["_npx_activation"]));
+
     r.add(OpDef {
         inputs: |a| {
             if text(a, "act_type") == Some("prelu") {
@@ -213,11 +237,15 @@ fn register_layers(r: &mut Registry) {
         },
         ..op("LeakyReLU", &["_npx_leaky_relu"])
     });
+}
+
+fn register_other_layers(r: &mut Registry) {
     // NOTE: MXNet 1.9.1 built with MKLDNN gives max pooling in NCHW-style
     // layouts a hidden second output (a workspace), which shows in the
     // node_row_ptr it writes. This library has no such workspace, so
     // Pooling has one output here.
     r.add(op("Pooling", &["_npx_pooling"]));
+
     r.add(OpDef {
         inputs: |a| {
             if text(a, "sample_type") == Some("bilinear") {
@@ -228,6 +256,7 @@ fn register_layers(r: &mut Registry) {
         },
         ..op("UpSampling", &[])
     });
+
     r.add(OpDef {
         inputs: |a| {
             if text(a, "mode") == Some("like") {
@@ -238,10 +267,12 @@ fn register_layers(r: &mut Registry) {
         },
         ..op("_contrib_BilinearResize2D", &[])
     });
+
     r.add(OpDef {
         inputs: |_| to_strings(&["data", "weight"]),
         ..op("Embedding", &["_npx_embedding", "_sparse_Embedding"])
     });
+
     r.add(OpDef {
         inputs: |a| {
             let mut names = to_strings(&["data", "parameters", "state"]);
@@ -266,16 +297,19 @@ fn register_layers(r: &mut Registry) {
         },
         ..op("RNN", &["_npx_rnn"])
     });
+
     r.add(OpDef {
         outputs: |_| to_strings(&["output", "mask"]),
         visible_outputs: one_visible,
         ..op("Dropout", &["_npx_dropout"])
     });
+
     r.add(OpDef {
         inputs: |_| to_strings(&["data", "moving_avg"]),
         mutate_inputs: &[1],
         ..op("IdentityAttachKLSparseReg", &[])
     });
+
     r.add(OpDef {
         inputs: |_| to_strings(&["data", "rois"]),
         outputs: |_| to_strings(&["output", "maxidx"]),
@@ -315,6 +349,7 @@ fn register_shape_ops(r: &mut Registry) {
     ] {
         r.add(op(name, aliases));
     }
+
     // softmax and log_softmax take a `length` input with use_length.
     for (name, aliases) in [
         ("softmax", &["_npx_softmax"][..]),
@@ -331,6 +366,7 @@ fn register_shape_ops(r: &mut Registry) {
             ..op(name, aliases)
         });
     }
+
     for (name, aliases) in [
         ("Concat", &["_sparse_concat", "concat"][..]),
         ("stack", &[]),
@@ -341,19 +377,23 @@ fn register_shape_ops(r: &mut Registry) {
             ..op(name, aliases)
         });
     }
+
     r.add(OpDef {
         inputs: |_| to_strings(&["data", "shape_like"]),
         ..op("slice_like", &[])
     });
+
     r.add(OpDef {
         inputs: lhs_rhs,
         ..op("broadcast_like", &[])
     });
+
     // SliceChannel names its outputs output0, output1, … even when there is one.
     r.add(OpDef {
         outputs: |a| numbered_outputs(count(a, "num_outputs", 1)),
         ..op("SliceChannel", &["split"])
     });
+
     r.add(OpDef {
         outputs: |a| {
             if text(a, "ret_typ") == Some("both") {
@@ -364,11 +404,16 @@ fn register_shape_ops(r: &mut Registry) {
         },
         ..op("topk", &["_npx_topk"])
     });
+
     r.add(OpDef {
         outputs: |_| numbered_outputs(2),
         visible_outputs: one_visible,
         ..op("sort", &["_npi_sort"])
     });
+}
+
+/// Registers the loss layers and the indexing operators.
+fn register_losses_and_indexing(r: &mut Registry) {
     r.add(OpDef {
         inputs: |a| {
             if flag(a, "use_sequence_length", false) {
@@ -379,6 +424,7 @@ fn register_shape_ops(r: &mut Registry) {
         },
         ..op("SequenceMask", &[])
     });
+
     for (name, aliases) in [
         ("SoftmaxOutput", &["Softmax"][..]),
         ("LinearRegressionOutput", &[]),
@@ -391,18 +437,22 @@ fn register_shape_ops(r: &mut Registry) {
             ..op(name, aliases)
         });
     }
+
     r.add(OpDef {
         inputs: |_| to_strings(&["a", "indices"]),
         ..op("take", &["_npi_take"])
     });
+
     r.add(OpDef {
         inputs: |_| to_strings(&["data", "index"]),
         ..op("pick", &[])
     });
+
     r.add(OpDef {
         inputs: |_| to_strings(&["indices"]),
         ..op("one_hot", &[])
     });
+
     r.add(OpDef {
         inputs: |_| to_strings(&["condition", "x", "y"]),
         ..op("where", &["_sparse_where"])
@@ -458,6 +508,7 @@ fn register_elementwise(r: &mut Registry) {
             ..op(name, aliases)
         });
     }
+
     r.add(OpDef {
         inputs: num_args_inputs,
         ..op(
@@ -465,6 +516,7 @@ fn register_elementwise(r: &mut Registry) {
             &["ElementWiseSum", "_sparse_ElementWiseSum", "_sparse_add_n"],
         )
     });
+
     for (name, aliases) in [
         ("_plus_scalar", &["_PlusScalar"][..]),
         ("_minus_scalar", &["_MinusScalar"]),
@@ -564,33 +616,40 @@ fn register_quantized(r: &mut Registry) {
         outputs: numbered_three,
         ..op("_contrib_quantize", &[])
     });
+
     r.add(OpDef {
         outputs: numbered_three,
         ..op("_contrib_quantize_v2", &[])
     });
+
     r.add(OpDef {
         outputs: |_| to_strings(&["output", "scale", "shift"]),
         ..op("_contrib_quantize_asym", &[])
     });
+
     r.add(OpDef {
         inputs: data_range,
         ..op("_contrib_dequantize", &[])
     });
+
     r.add(OpDef {
         inputs: data_range,
         outputs: numbered_three,
         ..op("_contrib_requantize", &[])
     });
+
     r.add(OpDef {
         inputs: quantized_weighted_inputs,
         outputs: quantized_outputs,
         ..op("_contrib_quantized_conv", &[])
     });
+
     r.add(OpDef {
         inputs: quantized_weighted_inputs,
         outputs: quantized_outputs,
         ..op("_contrib_quantized_fully_connected", &[])
     });
+
     for name in [
         "_contrib_quantized_pooling",
         "_contrib_quantized_flatten",
@@ -602,6 +661,7 @@ fn register_quantized(r: &mut Registry) {
             ..op(name, &[])
         });
     }
+
     r.add(OpDef {
         inputs: |a| {
             let n = count(a, "num_args", 0);
@@ -615,11 +675,13 @@ fn register_quantized(r: &mut Registry) {
         outputs: quantized_outputs,
         ..op("_contrib_quantized_concat", &[])
     });
+
     r.add(OpDef {
         inputs: quantized_binary_inputs,
         outputs: quantized_outputs,
         ..op("_contrib_quantized_elemwise_add", &[])
     });
+
     // With enable_float_output the product is dequantized and has no range outputs.
     r.add(OpDef {
         inputs: quantized_binary_inputs,
@@ -632,6 +694,7 @@ fn register_quantized(r: &mut Registry) {
         },
         ..op("_contrib_quantized_elemwise_mul", &[])
     });
+
     r.add(OpDef {
         inputs: |_| {
             to_strings(&[
@@ -648,11 +711,13 @@ fn register_quantized(r: &mut Registry) {
         mutate_inputs: &[3, 4],
         ..op("_contrib_quantized_batch_norm", &[])
     });
+
     r.add(OpDef {
         inputs: |_| to_strings(&["data", "weight", "min_weight", "max_weight"]),
         outputs: quantized_outputs,
         ..op("_contrib_quantized_embedding", &[])
     });
+
     r.add(OpDef {
         inputs: |a| {
             let mut names = to_strings(&["data", "parameters", "state"]);
@@ -665,13 +730,14 @@ fn register_quantized(r: &mut Registry) {
         },
         ..op("_contrib_quantized_rnn", &[])
     });
+
     register_fused(r);
 }
 
-/// The MKLDNN fused subgraph operators. Their real inputs are the inputs of
-/// the nested graph (in its DFS order) followed by the quantization ranges;
-/// graph listing reads the nested graph, and the names below are only
-/// what the attributes allow one to infer.
+/// Registers the MKLDNN fused subgraph operators. Their real inputs are the
+/// inputs of the nested graph (in its DFS order) followed by the
+/// quantization ranges. Graph listing reads the nested graph, so the input
+/// names below are only what the outer attributes allow one to infer.
 ///
 /// The `_sg_onednn_*` names are how later MXNet versions spell the same
 /// operators; MXNet 1.9.1 does not register them, this library accepts them.
@@ -707,6 +773,7 @@ fn register_fused(r: &mut Registry) {
         },
         ..op("_sg_mkldnn_conv", &["_sg_onednn_conv"])
     });
+
     r.add(OpDef {
         inputs: |a| {
             let mut names = to_strings(&["data", "weight", "bias"]);

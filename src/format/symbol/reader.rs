@@ -1,9 +1,9 @@
 //! The strict JSON reader: MXNet's document schema, checked key by key.
 //!
-//! MXNet 1.9.1 reads symbol JSON with a reader that rejects unknown keys,
+//! MXNet 1.9.1 reads symbol JSON with a reader that rejects unknown keys and
 //! requires `nodes`, `arg_nodes` and `heads` (and `op`, `name`, `inputs` on
-//! each node), wants every attribute value to be a string and every entry
-//! to have 2 or 3 integers. This reader applies the same rules. Keys are
+//! each node). Every attribute value must be a string and every entry must
+//! have 2 or 3 integers. This reader applies the same rules. Keys are
 //! handled in document order because order matters: of `attrs` and `attr`,
 //! the one written later replaces the other.
 //!
@@ -24,8 +24,8 @@ pub struct Document {
     pub version: Option<i64>,
 }
 
-/// Where in the document the reader is, for error messages
-/// (`node 3 ("fc")`, `subgraph 0 of node 7 ("fused")`).
+/// The reader's position in the document, for error messages
+/// (`node 3 ("fc")`, `subgraph 0, node 2 ("conv")`).
 #[derive(Default)]
 struct Location {
     frames: RefCell<Vec<String>>,
@@ -141,6 +141,7 @@ impl<'de> Visitor<'de> for GraphSeed<'_> {
                 other => return Err(de::Error::unknown_field(other, GRAPH_KEYS)),
             }
         }
+
         let nodes = nodes.ok_or_else(|| de::Error::missing_field("nodes"))?;
         let arg_nodes = arg_nodes.ok_or_else(|| de::Error::missing_field("arg_nodes"))?;
         let heads = heads.ok_or_else(|| de::Error::missing_field("heads"))?;
@@ -254,12 +255,14 @@ impl<'de> Visitor<'de> for NodeSeed<'_> {
                 other => return Err(de::Error::unknown_field(other, NODE_KEYS)),
             }
         }
+
         let op = op.ok_or_else(|| de::Error::missing_field("op"))?;
         let name = name.ok_or_else(|| de::Error::missing_field("name"))?;
         let inputs = inputs.ok_or_else(|| de::Error::missing_field("inputs"))?;
         for (key, value) in param {
             attrs.entry(key).or_insert(value);
         }
+
         Ok(Node {
             op,
             name,

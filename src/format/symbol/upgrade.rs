@@ -86,8 +86,8 @@ fn input_names(node: &Node) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// How a legacy hidden key applies: to the node itself, or to the variable
-/// feeding the input named by the key's prefix (`weight_lr_mult`).
+/// Target of a legacy hidden key: the node itself, or the variable feeding
+/// the input named by the key's prefix (`weight_lr_mult`).
 enum HiddenKey<'a> {
     Own(&'a str),
     Input { input: &'a str, hidden: &'a str },

@@ -5,7 +5,7 @@
 //!   that continues ends in a space) and `": "` after keys;
 //! - the graph and node objects always span several lines;
 //! - a string dictionary spans several lines only with more than one entry;
-//! - an array spans several lines when it holds objects (nodes, subgraphs)
+//! - an array spans several lines when it contains objects (nodes, subgraphs)
 //!   or more than 10 items, and an entry `[node, output, version]` is one line;
 //! - node keys come in the order `op, name, attrs, inputs, control_deps,
 //!   subgraphs`, where `attrs` (sorted by key), `control_deps` and
@@ -131,8 +131,10 @@ fn write_graph(w: &mut Writer, graph: &Graph, top_level: bool) {
         write_node(w, node);
     }
     w.close(']');
+
     w.key("arg_nodes");
     w.numbers(&graph.arg_nodes);
+
     w.key("node_row_ptr");
     let mut row_ptr = Vec::with_capacity(graph.nodes.len() + 1);
     let mut total = 0;
@@ -142,8 +144,10 @@ fn write_graph(w: &mut Writer, graph: &Graph, top_level: bool) {
         row_ptr.push(total);
     }
     w.numbers(&row_ptr);
+
     w.key("heads");
     w.entries(&graph.heads);
+
     if top_level {
         w.key("attrs");
         w.open('{', false);
