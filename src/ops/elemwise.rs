@@ -92,6 +92,36 @@ impl Binary {
     }
 }
 
+/// Evaluates `$body` with `$g` bound to a closure for `$f`. The four
+/// arithmetic functions get their own closure each, so the compiler can
+/// inline and vectorise them; the rest share `Binary::apply`.
+macro_rules! specialize {
+    ($f:expr, $g:ident => $body:expr) => {
+        match $f {
+            Binary::Add => {
+                let $g = |x: f32, y: f32| x + y;
+                $body
+            }
+            Binary::Sub => {
+                let $g = |x: f32, y: f32| x - y;
+                $body
+            }
+            Binary::Mul => {
+                let $g = |x: f32, y: f32| x * y;
+                $body
+            }
+            Binary::Div => {
+                let $g = |x: f32, y: f32| x / y;
+                $body
+            }
+            other => {
+                let $g = move |x: f32, y: f32| other.apply(x, y);
+                $body
+            }
+        }
+    };
+}
+
 const SAME_SHAPE: &[(&str, Binary)] = &[
     ("elemwise_add", Binary::Add),
     ("elemwise_sub", Binary::Sub),
@@ -247,20 +277,12 @@ impl Op for ElemwiseBinary {
     fn forward(&self, inputs: &[&Tensor], outputs: &mut [Tensor]) -> Result<()> {
         let (a, b) = (inputs[0], inputs[1]);
         let out_shape = outputs[0].shape().to_vec();
-        let f = self.f;
         let out = outputs[0].f32s_mut()?;
+        let (x, y) = (a.f32s()?, b.f32s()?);
         if a.shape() == b.shape() {
-            zip(a.f32s()?, b.f32s()?, out, |x, y| f.apply(x, y));
+            specialize!(self.f, g => zip(x, y, out, g));
         } else {
-            broadcast(
-                a.f32s()?,
-                a.shape(),
-                b.f32s()?,
-                b.shape(),
-                out,
-                &out_shape,
-                |x, y| f.apply(x, y),
-            );
+            specialize!(self.f, g => broadcast(x, a.shape(), y, b.shape(), out, &out_shape, g));
         }
         Ok(())
     }
@@ -302,12 +324,12 @@ impl Op for Scalar {
     }
 
     fn forward(&self, inputs: &[&Tensor], outputs: &mut [Tensor]) -> Result<()> {
-        let (f, s) = (self.f, self.scalar);
+        let s = self.scalar;
         let (x, y) = (inputs[0].f32s()?, outputs[0].f32s_mut()?);
         if self.scalar_first {
-            map(x, y, |v| f.apply(s, v));
+            specialize!(self.f, g => map(x, y, |v| g(s, v)));
         } else {
-            map(x, y, |v| f.apply(v, s));
+            specialize!(self.f, g => map(x, y, |v| g(v, s)));
         }
         Ok(())
     }

@@ -86,6 +86,58 @@ fn bounds(w: &Window, dim: usize, g: usize) -> (usize, usize, usize) {
 }
 
 fn pool_plane(w: &Window, kind: PoolKind, src: &[f32], out: &mut [f32]) {
+    match kind {
+        PoolKind::Max => fold_windows(
+            w,
+            src,
+            out,
+            f32::MIN,
+            |m, row| row.iter().fold(m, |m, &v| if v > m { v } else { m }),
+            |m, _, _| m,
+        ),
+        PoolKind::Avg { count_include_pad } => fold_windows(
+            w,
+            src,
+            out,
+            0.0,
+            |s, row| s + row.iter().sum::<f32>(),
+            // An empty window divides 0 by 0 in MXNet too, giving NaN.
+            |s, padded, valid| s / if count_include_pad { padded } else { valid } as f32,
+        ),
+        PoolKind::Sum => fold_windows(
+            w,
+            src,
+            out,
+            0.0,
+            |s, row| s + row.iter().sum::<f32>(),
+            |s, _, _| s,
+        ),
+        PoolKind::Lp(p) => fold_windows(
+            w,
+            src,
+            out,
+            0.0,
+            |s, row| s + row.iter().map(|&v| v.powi(p as i32)).sum::<f32>(),
+            |s, _, _| match p {
+                1 => s,
+                2 => s.sqrt(),
+                3 => s.cbrt(),
+                _ => s.powf(1.0 / p as f32),
+            },
+        ),
+    }
+}
+
+/// Folds every window of one plane row by row: `fold(acc, row)` over the
+/// clipped rows, then `finish(acc, padded_count, valid_count)`.
+fn fold_windows(
+    w: &Window,
+    src: &[f32],
+    out: &mut [f32],
+    init: f32,
+    fold: impl Fn(f32, &[f32]) -> f32,
+    finish: impl Fn(f32, usize, usize) -> f32,
+) {
     let [_, ih, iw] = w.image;
     let [gd, gh, gw] = w.grid;
     let wbounds: Vec<(usize, usize, usize)> = (0..gw).map(|g| bounds(w, 2, g)).collect();
@@ -93,52 +145,17 @@ fn pool_plane(w: &Window, kind: PoolKind, src: &[f32], out: &mut [f32]) {
         let (d0, d1, dn) = bounds(w, 0, d);
         for h in 0..gh {
             let (h0, h1, hn) = bounds(w, 1, h);
-            for (x, &(w0, w1, wn)) in wbounds.iter().enumerate() {
-                let rows = (d0..d1).flat_map(|z| (h0..h1).map(move |y| (z * ih + y) * iw));
-                let value = match kind {
-                    PoolKind::Max => {
-                        let mut m = f32::MIN;
-                        for r in rows {
-                            for &v in &src[r + w0..r + w1] {
-                                if v > m {
-                                    m = v;
-                                }
-                            }
-                        }
-                        m
+            let dst = &mut out[(d * gh + h) * gw..(d * gh + h + 1) * gw];
+            for (o, &(w0, w1, wn)) in dst.iter_mut().zip(&wbounds) {
+                let mut acc = init;
+                for z in d0..d1 {
+                    for y in h0..h1 {
+                        let base = (z * ih + y) * iw;
+                        acc = fold(acc, &src[base + w0..base + w1]);
                     }
-                    PoolKind::Avg { count_include_pad } => {
-                        let count = if count_include_pad {
-                            dn * hn * wn
-                        } else {
-                            (d1 - d0) * (h1 - h0) * (w1 - w0)
-                        };
-                        let mut s = 0.0f32;
-                        for r in rows {
-                            s += src[r + w0..r + w1].iter().sum::<f32>();
-                        }
-                        // An empty window divides 0 by 0 in MXNet too, giving NaN.
-                        s / count as f32
-                    }
-                    PoolKind::Sum => rows.map(|r| src[r + w0..r + w1].iter().sum::<f32>()).sum(),
-                    PoolKind::Lp(p) => {
-                        let s: f32 = rows
-                            .map(|r| {
-                                src[r + w0..r + w1]
-                                    .iter()
-                                    .map(|&v| v.powi(p as i32))
-                                    .sum::<f32>()
-                            })
-                            .sum();
-                        match p {
-                            1 => s,
-                            2 => s.sqrt(),
-                            3 => s.cbrt(),
-                            _ => s.powf(1.0 / p as f32),
-                        }
-                    }
-                };
-                out[(d * gh + h) * gw + x] = value;
+                }
+                let valid = (d1 - d0) * (h1 - h0) * (w1 - w0);
+                *o = finish(acc, dn * hn * wn, valid);
             }
         }
     }
