@@ -9,8 +9,8 @@ use super::{Entry, Graph, Node};
 use crate::ops::registry;
 use std::collections::HashSet;
 
-/// Output names of an operator node, hidden outputs included; `["output"]`
-/// for operators the catalog does not know.
+/// Returns the output names of an operator node, hidden outputs included,
+/// or `["output"]` for operators missing from the catalog.
 fn op_output_names(node: &Node) -> Vec<String> {
     match registry().get(&node.op) {
         Some(def) => {
