@@ -28,11 +28,12 @@ pub struct Predictor {
     pub executor: Executor,
 }
 
+/// Parameters by name, without their `arg:` / `aux:` prefix.
+pub type ParamMap = HashMap<String, Arc<Tensor>>;
+
 /// Parses the parameter list and splits it into arguments and auxiliary
 /// states by their `arg:` / `aux:` prefixes; other names are ignored, as in MXNet.
-pub fn split_params(
-    bytes: &[u8],
-) -> Result<(HashMap<String, Arc<Tensor>>, HashMap<String, Arc<Tensor>>)> {
+pub fn split_params(bytes: &[u8]) -> Result<(ParamMap, ParamMap)> {
     if bytes.is_empty() {
         return Err(Error::invalid(
             "the parameter buffer is empty (param_size is 0)",

@@ -114,7 +114,7 @@ fn run_model(dir: &Path) -> Result<(), String> {
             .iter()
             .zip(&w)
             .enumerate()
-            .find(|(_, (a, b))| !((*a - *b).abs() <= tol))
+            .find(|(_, (a, b))| (*a - *b).abs().is_nan() || (*a - *b).abs() > tol)
         {
             return Err(format!(
                 "{name}: output {i}[{j}] = {a}, MXNet {b} (tolerance {tol})"

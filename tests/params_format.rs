@@ -90,8 +90,7 @@ fn params_fixtures_load_like_mxnet() {
             // MXNet 1.9.1 ignores bytes after the name list; we reject them as
             // a sign of a corrupt or concatenated file (see docs/compatibility.md).
             let msg = result
-                .err()
-                .expect("trailing bytes must be rejected")
+                .expect_err("trailing bytes must be rejected")
                 .to_string();
             assert!(msg.contains("trailing"), "{file}: {msg}");
             continue;
@@ -99,8 +98,7 @@ fn params_fixtures_load_like_mxnet() {
         if file.starts_with("sparse_") {
             // Sparse storage never occurs in inference models; it is rejected by design.
             let msg = result
-                .err()
-                .expect("sparse arrays must be rejected")
+                .expect_err("sparse arrays must be rejected")
                 .to_string();
             assert!(msg.contains("not supported"), "{file}: {msg}");
             continue;

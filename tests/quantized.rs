@@ -62,7 +62,6 @@ fn real_values(outputs: &[&Tensor]) -> Vec<f64> {
 }
 
 struct Case {
-    name: String,
     meta: Value,
     graph: Arc<mxnet::graph::Graph>,
     params: HashMap<String, Arc<Tensor>>,
@@ -94,7 +93,6 @@ fn load_case(name: &str) -> Case {
         .map(|(k, t)| (k.to_string(), t.clone()))
         .collect();
     Case {
-        name: name.to_string(),
         meta,
         graph: Arc::new(graph),
         params,

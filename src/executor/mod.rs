@@ -16,6 +16,9 @@ use crate::tensor::{Buffer, Tensor};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// A callback that receives the name and value of an entry during forward.
+pub type Monitor<'a> = dyn FnMut(&str, &Tensor) + Send + 'a;
+
 /// What a graph is bound to.
 #[derive(Default, Clone)]
 pub struct BindSpec {
@@ -304,7 +307,7 @@ impl Executor {
     /// each of its inputs before it runs.
     pub fn forward_monitored(
         &mut self,
-        mut monitor: Option<&mut (dyn FnMut(&str, &Tensor) + Send)>,
+        mut monitor: Option<&mut Monitor<'_>>,
         include_inputs: bool,
     ) -> Result<()> {
         pool::pool().install(|| {
@@ -322,7 +325,7 @@ impl Executor {
 
     /// Reports the inputs of step `i`: a variable by its own name, an
     /// operator output as `<node>_<input name>`.
-    fn report_inputs(&self, i: usize, monitor: &mut (dyn FnMut(&str, &Tensor) + Send + '_)) {
+    fn report_inputs(&self, i: usize, monitor: &mut Monitor<'_>) {
         let step = &self.steps[i];
         let node = &self.graph.nodes[step.node];
         let input_names = registry()
@@ -371,11 +374,7 @@ impl Executor {
 
     /// Runs step `i`, reports its outputs to `monitor`, then returns the
     /// storage of entries that no later step reads.
-    fn run_step(
-        &mut self,
-        i: usize,
-        monitor: Option<&mut (dyn FnMut(&str, &Tensor) + Send + '_)>,
-    ) -> Result<()> {
+    fn run_step(&mut self, i: usize, monitor: Option<&mut Monitor<'_>>) -> Result<()> {
         if i == 0 {
             self.reclaim();
         }
