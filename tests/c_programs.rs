@@ -173,3 +173,27 @@ fn python_ctypes_example_classifies() {
     );
     assert_matches_mxnet(&stdout, "mobilenetv2_1.0");
 }
+
+fn quantized_dir(name: &str) -> String {
+    format!("{}/quantized/{name}", fixtures())
+}
+
+#[test]
+fn c_predict_with_int8_input() {
+    let out = build_and_run(
+        "predict_int8.c",
+        &[
+            &quantized_dir("quantized_conv_s8"),
+            "quantized_conv_s8",
+            "5",
+        ],
+    );
+    assert!(out.contains("all checks passed"), "{out}");
+}
+
+#[test]
+fn c_predict_with_uint8_input() {
+    let case = "quantized_conv_u8_bias_odd";
+    let out = build_and_run("predict_int8.c", &[&quantized_dir(case), case, "3"]);
+    assert!(out.contains("all checks passed"), "{out}");
+}
