@@ -145,3 +145,53 @@ fn fp32_models_match_mxnet() {
         failures.join("\n")
     );
 }
+
+/// Binds a model from `dir/name-*` files for one float32 input named `data`.
+fn bind_demo(dir: &Path, name: &str, input: &Tensor) -> Predictor {
+    let json = std::fs::read_to_string(dir.join(format!("{name}-symbol.json"))).unwrap();
+    let params = std::fs::read(dir.join(format!("{name}-0000.params"))).unwrap();
+    let mut p = Predictor::create(&PredictorConfig {
+        symbol_json: &json,
+        params: &params,
+        input_shapes: vec![("data".into(), input.shape().to_vec())],
+        input_dtypes: Vec::new(),
+        output_keys: Vec::new(),
+    })
+    .unwrap();
+    p.executor.set_argument("data", input.bytes()).unwrap();
+    p.executor.forward().unwrap();
+    p
+}
+
+/// The README's first command: the bundled int8 FCN (BatchNorm on its raw
+/// input, which MXNet 1.9.1 cannot run) stays close to its FP32 model.
+#[test]
+fn bundled_int8_demo_tracks_fp32() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/fcn-bn");
+    let bytes = std::fs::read(dir.join("input.npy")).unwrap();
+    let input = mxnet::format::npy::read_npy(&bytes).unwrap();
+    let int8 = bind_demo(&dir, "fcn-bn-int8", &input);
+    let fp32 = bind_demo(&dir, "fcn-bn", &input);
+    let (q, f) = (
+        int8.executor.output(0).unwrap().to_f32_vec(),
+        fp32.executor.output(0).unwrap().to_f32_vec(),
+    );
+
+    // Our FP32 model matches MXNet's FP32 output on the same input.
+    let mxnet =
+        mxnet::format::npy::read_npy(&std::fs::read(dir.join("fcn-bn-fp32-output.npy")).unwrap())
+            .unwrap();
+    let m = mxnet.to_f32_vec();
+    let max_ref = m.iter().fold(0f32, |a, v| a.max(v.abs()));
+    assert!(f
+        .iter()
+        .zip(&m)
+        .all(|(a, b)| (a - b).abs() <= 1e-4 + 1e-3 * max_ref));
+
+    let (num, den) = q.iter().zip(&f).fold((0f64, 0f64), |(n, d), (a, b)| {
+        (n + ((a - b) as f64).powi(2), d + (*b as f64).powi(2))
+    });
+    let drift = (num / den).sqrt();
+    println!("int8 drift from FP32: {drift:.4}");
+    assert!(drift < 0.05, "relative L2 drift {drift}");
+}
