@@ -197,3 +197,42 @@ fn c_predict_with_uint8_input() {
     let out = build_and_run("predict_int8.c", &[&quantized_dir(case), case, "3"]);
     assert!(out.contains("all checks passed"), "{out}");
 }
+
+/// The names after `label:` on one line of the C program's output.
+fn listed<'a>(stdout: &'a str, label: &str) -> Vec<&'a str> {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{label}:")))
+        .unwrap_or_else(|| panic!("no {label} line in:\n{stdout}"));
+    line.split_whitespace().skip(1).collect()
+}
+
+#[test]
+fn c_symbol_lists_match_mxnet() {
+    for model in ["resnet50_v2", "inception_v3", "psp_resnet50"] {
+        let dir = model_dir(model);
+        let out = build_and_run("symbol.c", &[&format!("{dir}/{model}-symbol.json")]);
+        let meta: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(format!("{dir}/{model}-meta.json")).unwrap(),
+        )
+        .unwrap();
+        for (label, key) in [
+            ("arguments", "arguments"),
+            ("aux", "aux"),
+            ("outputs", "outputs"),
+        ] {
+            let want: Vec<&str> = meta[key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect();
+            assert_eq!(listed(&out, label), want, "{model}: {label}");
+        }
+        let count = listed(&out, "arguments").len();
+        assert!(
+            out.contains(&format!("reloaded arguments: {count}")),
+            "{out}"
+        );
+    }
+}

@@ -188,6 +188,16 @@ int MXNDArrayWaitToWrite(NDArrayHandle _h);
 int MXNDArrayWaitAll(void);
 
 /**
+ * Writes a pointer to the array's data (default row-major layout); null
+ * for a none array. The pointer stays valid while any handle to the
+ * storage lives.
+ *
+ * # Safety
+ * `out_pdata` must be writable.
+ */
+int MXNDArrayGetData(NDArrayHandle h, void **out_pdata);
+
+/**
  * Creates a symbol from a JSON file, upgrading legacy layouts.
  *
  * # Safety
@@ -225,7 +235,7 @@ int MXSymbolSaveToFile(SymbolHandle symbol, const char *fname);
  * # Safety
  * `symbol` must be a live handle; the output pointers must be writable.
  */
-int MXSymbolListArguments(SymbolHandle symbol, mx_uint *out_size, const char *const **out_str_array);
+int MXSymbolListArguments(SymbolHandle symbol, mx_uint *out_size, const char ***out_str_array);
 
 /**
  * Lists the output names (`<node>_<output>` for each head).
@@ -233,7 +243,7 @@ int MXSymbolListArguments(SymbolHandle symbol, mx_uint *out_size, const char *co
  * # Safety
  * `symbol` must be a live handle; the output pointers must be writable.
  */
-int MXSymbolListOutputs(SymbolHandle symbol, mx_uint *out_size, const char *const **out_str_array);
+int MXSymbolListOutputs(SymbolHandle symbol, mx_uint *out_size, const char ***out_str_array);
 
 /**
  * Lists the auxiliary-state names (variables an operator mutates).
@@ -241,7 +251,7 @@ int MXSymbolListOutputs(SymbolHandle symbol, mx_uint *out_size, const char *cons
  * # Safety
  * `symbol` must be a live handle; the output pointers must be writable.
  */
-int MXSymbolListAuxiliaryStates(SymbolHandle symbol, mx_uint *out_size, const char *const **out_str_array);
+int MXSymbolListAuxiliaryStates(SymbolHandle symbol, mx_uint *out_size, const char ***out_str_array);
 
 /**
  * Lists input variable names: `option` 0 for all of them in DFS order,
@@ -250,7 +260,7 @@ int MXSymbolListAuxiliaryStates(SymbolHandle symbol, mx_uint *out_size, const ch
  * # Safety
  * `symbol` must be a live handle; the output pointers must be writable.
  */
-int NNSymbolListInputNames(SymbolHandle symbol, int option, mx_uint *out_size, const char *const **out_str_array);
+int NNSymbolListInputNames(SymbolHandle symbol, int option, mx_uint *out_size, const char ***out_str_array);
 
 /**
  * Releases a symbol handle; null is accepted.
@@ -312,7 +322,7 @@ int MXSymbolGetName(SymbolHandle symbol, const char **out, int *success);
 
 /**
  * Looks up attribute `key` of the node the symbol's outputs come from.
- * `name`, `op_name` and `_value_index` are answered from the node itself;
+ * `name`, `op_name` and `_value_index` are read from the node itself, and
  * `lr_mult` and the other legacy names also find `__lr_mult__`, …
  * A missing attribute is not an error: `*success` is 0 and `*out` NULL.
  *

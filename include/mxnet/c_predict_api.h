@@ -124,12 +124,13 @@ int MXPredGetOutput(PredictorHandle handle, mx_uint index, float *data, mx_uint 
 
 /**
  * Installs a callback called after each operator with each of its outputs
- * (`monitor_all` also reports inputs in MXNet; here outputs are always reported).
+ * and, with `monitor_all`, before it with each of its inputs. The callee
+ * owns (and frees) each array handle it receives.
  *
  * # Safety
  * `callback` must stay callable while the predictor lives.
  */
-int MXPredSetMonitorCallback(PredictorHandle handle, PredMonitorCallback callback, void *callback_handle, bool _monitor_all);
+int MXPredSetMonitorCallback(PredictorHandle handle, PredMonitorCallback callback, void *callback_handle, bool monitor_all);
 
 /**
  * Frees a predictor; null is accepted.

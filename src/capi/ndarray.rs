@@ -506,3 +506,22 @@ pub extern "C" fn MXNDArrayWaitToWrite(_h: NDArrayHandle) -> c_int {
 pub extern "C" fn MXNDArrayWaitAll() -> c_int {
     0
 }
+
+/// Writes a pointer to the array's data (default row-major layout); null
+/// for a none array. The pointer stays valid while any handle to the
+/// storage lives.
+///
+/// # Safety
+/// `out_pdata` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn MXNDArrayGetData(h: NDArrayHandle, out_pdata: *mut *mut c_void) -> c_int {
+    api_call(|| {
+        let a = NdArray::from_handle(h)?;
+        let mut g = a.tensor.write().unwrap_or_else(|p| p.into_inner());
+        let p = match g.as_mut() {
+            Some(t) => t.bytes_mut().as_mut_ptr() as *mut c_void,
+            None => std::ptr::null_mut(),
+        };
+        write_out(out_pdata, p, "out_pdata")
+    })
+}

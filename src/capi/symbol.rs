@@ -61,7 +61,7 @@ unsafe fn publish_names(
     buffer: &'static std::thread::LocalKey<RefCell<StringArray>>,
     names: &[String],
     out_size: *mut MxUint,
-    out_array: *mut *const *const c_char,
+    out_array: *mut *mut *const c_char,
 ) -> Result<()> {
     if out_size.is_null() || out_array.is_null() {
         return Err(Error::invalid(
@@ -72,7 +72,7 @@ unsafe fn publish_names(
         .map_err(|_| Error::invalid(format!("{} names do not fit in mx_uint", names.len())))?;
     let pointers = buffer.with(|b| b.borrow_mut().set(names));
     *out_size = count;
-    *out_array = pointers;
+    *out_array = pointers as *mut *const c_char;
     Ok(())
 }
 
@@ -143,7 +143,7 @@ pub unsafe extern "C" fn MXSymbolSaveToFile(symbol: SymbolHandle, fname: *const 
 pub unsafe extern "C" fn MXSymbolListArguments(
     symbol: SymbolHandle,
     out_size: *mut MxUint,
-    out_str_array: *mut *const *const c_char,
+    out_str_array: *mut *mut *const c_char,
 ) -> c_int {
     api_call(|| {
         let names = Symbol::from_handle(symbol)?.graph.list_arguments();
@@ -159,7 +159,7 @@ pub unsafe extern "C" fn MXSymbolListArguments(
 pub unsafe extern "C" fn MXSymbolListOutputs(
     symbol: SymbolHandle,
     out_size: *mut MxUint,
-    out_str_array: *mut *const *const c_char,
+    out_str_array: *mut *mut *const c_char,
 ) -> c_int {
     api_call(|| {
         let names = Symbol::from_handle(symbol)?.graph.list_outputs();
@@ -175,7 +175,7 @@ pub unsafe extern "C" fn MXSymbolListOutputs(
 pub unsafe extern "C" fn MXSymbolListAuxiliaryStates(
     symbol: SymbolHandle,
     out_size: *mut MxUint,
-    out_str_array: *mut *const *const c_char,
+    out_str_array: *mut *mut *const c_char,
 ) -> c_int {
     api_call(|| {
         let names = Symbol::from_handle(symbol)?.graph.list_auxiliary_states();
@@ -193,7 +193,7 @@ pub unsafe extern "C" fn NNSymbolListInputNames(
     symbol: SymbolHandle,
     option: c_int,
     out_size: *mut MxUint,
-    out_str_array: *mut *const *const c_char,
+    out_str_array: *mut *mut *const c_char,
 ) -> c_int {
     api_call(|| {
         let graph = &Symbol::from_handle(symbol)?.graph;
@@ -441,7 +441,7 @@ mod tests {
         h
     }
 
-    unsafe fn names(p: *const *const c_char, n: MxUint) -> Vec<String> {
+    unsafe fn names(p: *mut *const c_char, n: MxUint) -> Vec<String> {
         (0..n as usize)
             .map(|i| CStr::from_ptr(*p.add(i)).to_string_lossy().into_owned())
             .collect()
@@ -459,7 +459,7 @@ mod tests {
     fn list_and_split_outputs() {
         let h = handle();
         unsafe {
-            let (mut n, mut p) = (0, std::ptr::null());
+            let (mut n, mut p) = (0, std::ptr::null_mut());
             assert_eq!(MXSymbolListOutputs(h, &mut n, &mut p), 0);
             assert_eq!(names(p, n), ["sp_output0", "sp_output1"]);
             let mut count = 0;
@@ -505,7 +505,7 @@ mod tests {
             assert_eq!(MXSymbolCreateFromJSON(std::ptr::null(), &mut h), -1);
             let bad = CString::new("{\"nodes\": [").unwrap();
             assert_eq!(MXSymbolCreateFromJSON(bad.as_ptr(), &mut h), -1);
-            let (mut n, mut p) = (0, std::ptr::null());
+            let (mut n, mut p) = (0, std::ptr::null_mut());
             assert_eq!(
                 MXSymbolListArguments(std::ptr::null_mut(), &mut n, &mut p),
                 -1
@@ -526,7 +526,7 @@ mod tests {
             assert_eq!(MXSymbolSaveToJSON(h, &mut text), 0);
             let mut copy: SymbolHandle = std::ptr::null_mut();
             assert_eq!(MXSymbolCreateFromJSON(text, &mut copy), 0);
-            let (mut n, mut p) = (0, std::ptr::null());
+            let (mut n, mut p) = (0, std::ptr::null_mut());
             assert_eq!(MXSymbolListArguments(copy, &mut n, &mut p), 0);
             assert_eq!(names(p, n), ["x"]);
             MXSymbolFree(copy);
