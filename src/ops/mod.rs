@@ -10,9 +10,13 @@ pub mod concat;
 pub mod conv;
 pub mod elemwise;
 pub mod embedding;
+pub mod expand;
 pub mod fp32_util;
 pub mod fully_connected;
 pub mod identity;
+pub mod indexing;
+pub mod linalg;
+pub mod norm;
 pub mod pad;
 pub mod pooling;
 pub mod quantized;
@@ -192,4 +196,8 @@ fn register_all(r: &mut Registry) {
     softmax::register(r);
     transpose::register(r);
     unary::register(r);
+    expand::register(r);
+    indexing::register(r);
+    linalg::register(r);
+    norm::register(r);
 }

@@ -3,6 +3,7 @@ pub mod conv;
 pub mod copy;
 pub mod elementwise;
 pub mod gemm;
+pub mod norm;
 pub mod pad;
 pub mod pool;
 pub mod reduce;
