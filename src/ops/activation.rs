@@ -169,7 +169,7 @@ impl Op for LeakyReLU {
                 }
             }
         }
-        // rrelu's hidden mask output holds the slope used at inference.
+        // rrelu's hidden mask output contains the slope used at inference.
         if let (Some(mask), LeakyType::Leaky(slope)) = (outputs.get_mut(1), self.act) {
             mask.f32s_mut()?.fill(slope);
         }
@@ -203,11 +203,13 @@ mod tests {
         assert_eq!(activation("relu", &x), vec![0.0, 0.0, 3.0]);
         assert_eq!(activation("softsign", &x), vec![-2.0 / 3.0, 0.0, 0.75]);
         let s = activation("sigmoid", &x);
-        assert!((s[0] - 1.0 / (1.0 + 2f32.exp())).abs() < 1e-7 && s[1] == 0.5);
+        assert!((s[0] - 1.0 / (1.0 + 2f32.exp())).abs() < 1e-7);
+        assert_eq!(s[1], 0.5);
         let th = activation("tanh", &x);
         assert!((th[2] - 3f32.tanh()).abs() < 1e-7);
         let sr = activation("softrelu", &[-2.0, 25.0]);
-        assert!((sr[0] - (1.0 + (-2f32).exp()).ln()).abs() < 1e-7 && sr[1] == 25.0);
+        assert!((sr[0] - (1.0 + (-2f32).exp()).ln()).abs() < 1e-7);
+        assert_eq!(sr[1], 25.0);
     }
 
     #[test]
@@ -243,7 +245,8 @@ mod tests {
             &[1.050_701 * 1.673_263_2 * e, 0.0, 1.050_701 * 2.0],
         );
         let gelu = leaky(&[("act_type", "gelu")], &[x])[0].to_f32_vec();
-        assert!((gelu[0] - -0.158_655_25).abs() < 1e-6 && (gelu[2] - 1.954_499_7).abs() < 1e-5);
+        assert!((gelu[0] - -0.158_655_25).abs() < 1e-6);
+        assert!((gelu[2] - 1.954_499_7).abs() < 1e-5);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! `BatchNorm` at inference: `y = (x − moving_mean) / √(moving_var + eps) · γ + β`
 //! per channel along `axis`. Inference always uses the moving statistics,
-//! whatever `use_global_stats` says, and `fix_gamma` (default true) makes
+//! whatever `use_global_stats` is set to, and `fix_gamma` (default true) makes
 //! γ count as 1. `_contrib_BatchNormWithReLU` adds a ReLU.
 
 use super::fp32_util::{declared_outputs, f32_only, numel, NodeInfo};
@@ -76,6 +76,7 @@ impl Op for BatchNorm {
         let beta = inputs[2].f32s()?;
         let mean = inputs[3].f32s()?;
         let var = inputs[4].f32s()?;
+
         let (scale, shift): (Vec<f32>, Vec<f32>) = (0..channels)
             .map(|c| {
                 let g = if self.fix_gamma { 1.0 } else { gamma[c] };
@@ -83,6 +84,7 @@ impl Op for BatchNorm {
                 (s, beta[c] - mean[c] * s)
             })
             .unzip();
+
         if numel(shape) > 0 {
             let relu = self.relu;
             map_channels(
@@ -100,6 +102,7 @@ impl Op for BatchNorm {
                 },
             );
         }
+
         // The statistics outputs, visible with output_mean_var: MXNet 1.9.1
         // returns the moving mean and 1/√(moving_var + eps) at inference.
         if let Some(o) = outputs.get_mut(1) {

@@ -226,7 +226,7 @@ pub fn register(r: &mut Registry) {
     for &(name, _, _) in SCALAR {
         r.implement(name, |ctx| Ok(Box::new(Scalar::new(ctx)?)));
     }
-    // add_n is MXNet 1.9.1's canonical name; older graphs say ElementWiseSum.
+    // add_n is MXNet 1.9.1's canonical name; older graphs use ElementWiseSum.
     r.implement("add_n", |ctx| Ok(Box::new(AddN::new(ctx)?)));
     r.implement("ElementWiseSum", |ctx| Ok(Box::new(AddN::new(ctx)?)));
     r.implement("clip", |ctx| Ok(Box::new(Clip::new(ctx)?)));

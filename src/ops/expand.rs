@@ -92,8 +92,8 @@ impl Expand {
         }
     }
 
-    /// The input viewed with extra size-1 axes, and the shape it broadcasts
-    /// to; the output shape is the latter, merged as the rule requires.
+    /// Returns the input shape with extra size-1 axes, the shape that view
+    /// broadcasts to, and the output shape (the latter with axes merged).
     fn plan(&self, data: &[usize], like: Option<&[usize]>) -> Result<(Shape, Shape, Shape)> {
         let bad = |why: String| {
             self.node

@@ -22,7 +22,7 @@ pub fn register(r: &mut Registry) {
     r.implement("argmin", |ctx| Ok(Box::new(ArgExtreme::new(ctx, false)?)));
 }
 
-/// How out-of-range indices are handled.
+/// Treatment of out-of-range indices.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum IndexMode {
     Clip,
@@ -148,6 +148,7 @@ impl Op for Take {
             .map(|&i| self.mode.resolve(&self.node, i, n))
             .collect::<Result<_>>()?;
         let out = outputs[0].f32s_mut()?;
+
         if self.pick {
             // out[o, i] = data[o, index[o, i], i]
             for (lane, o) in out.iter_mut().enumerate() {

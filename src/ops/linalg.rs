@@ -107,7 +107,7 @@ impl Dot {
     }
 }
 
-/// A `rows × cols` operand, stored as its transpose when `transposed`.
+/// Views `x` as a `rows × cols` operand that is stored transposed when `transposed` is set.
 fn operand(x: &[f32], rows: usize, cols: usize, transposed: bool) -> MatRef<'_> {
     if transposed {
         MatRef::row_major(x, cols, rows).t()

@@ -23,7 +23,7 @@ pub fn register(r: &mut Registry) {
     r.implement("LRN", |ctx| Ok(Box::new(Lrn::new(ctx)?)));
 }
 
-/// Which elements share one mean and variance.
+/// Grouping of the elements that share one mean and variance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     /// Along `axis`; γ and β have that axis' length.

@@ -51,7 +51,8 @@ impl Reduce {
         })
     }
 
-    /// Which axes are reduced, and the output shape (MXNet 1.9.1's `ReduceAxesShapeImpl`).
+    /// Flags the reduced axes and computes the output shape as MXNet 1.9.1's
+    /// `ReduceAxesShapeImpl` does.
     fn plan(&self, shape: &[usize]) -> Result<(Vec<bool>, Shape)> {
         let ndim = shape.len();
         if self.axes.is_empty() {

@@ -107,7 +107,7 @@ impl Softmax {
         }
     }
 
-    /// The array viewed as (outer, axis, inner) for the softmax axis.
+    /// Views the array as (outer, axis, inner) around the softmax axis.
     fn dims(&self, shape: &[usize]) -> Result<(usize, usize, usize)> {
         let split = |axis: usize| {
             (

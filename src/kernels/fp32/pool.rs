@@ -1,7 +1,8 @@
-//! Pooling over NC(D)(H)W planes with MXNet 1.9.1's CPU semantics: max
-//! ignores padding, average divides by the window clipped to the padded
-//! image (or to the image itself without `count_include_pad`), and Lp
-//! pooling sums `x^p` without taking absolute values before the p-th root.
+//! Pooling over NC(D)(H)W planes with MXNet 1.9.1's CPU semantics. Max
+//! pooling ignores padding. Average pooling divides by the window clipped
+//! to the padded image, or to the image itself without `count_include_pad`.
+//! Lp pooling sums `x^p` without taking absolute values, then takes the
+//! p-th root.
 
 use super::window::Window;
 use rayon::prelude::*;

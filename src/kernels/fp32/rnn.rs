@@ -318,7 +318,8 @@ mod tests {
             cy: Some(&mut cy),
         };
         rnn_forward(&shape, &data, &params, states, &mut out);
-        assert!((out[0] - want[0]).abs() < 1e-6 && (out[1] - want[1]).abs() < 1e-6);
+        assert!((out[0] - want[0]).abs() < 1e-6);
+        assert!((out[1] - want[1]).abs() < 1e-6);
         assert!((cy[0] - c).abs() < 1e-6);
     }
 
