@@ -17,15 +17,19 @@ pub mod identity;
 pub mod indexing;
 pub mod linalg;
 pub mod norm;
+pub mod output_layers;
 pub mod pad;
 pub mod pooling;
 pub mod quantized;
 pub mod reduce;
+pub mod region;
 pub mod reshape;
 pub mod resize;
 pub mod rnn;
+pub mod sequence;
 pub mod slice;
 pub mod softmax;
+pub mod sort;
 pub mod transpose;
 pub mod unary;
 
@@ -200,4 +204,8 @@ fn register_all(r: &mut Registry) {
     indexing::register(r);
     linalg::register(r);
     norm::register(r);
+    output_layers::register(r);
+    region::register(r);
+    sequence::register(r);
+    sort::register(r);
 }

@@ -1,5 +1,5 @@
-//! Reductions `sum`, `mean`, `max`, `min` and `prod` over `axis` (all axes
-//! when absent or empty), with `keepdims` and `exclude`.
+//! Reductions `sum`, `mean`, `max`, `min`, `prod` and `norm` (L1 or L2) over
+//! `axis` (all axes when absent or empty), with `keepdims` and `exclude`.
 
 use super::fp32_util::{f32_only, NodeInfo};
 use super::{NodeCtx, Op, Registry, Shape};
@@ -14,6 +14,7 @@ const NAMES: &[(&str, Reducer)] = &[
     ("max", Reducer::Max),
     ("min", Reducer::Min),
     ("prod", Reducer::Prod),
+    ("norm", Reducer::L2),
 ];
 
 pub fn register(r: &mut Registry) {
@@ -42,8 +43,17 @@ impl Reduce {
                 node: ctx.name.to_string(),
             })?;
         let r = ctx.reader();
+        let node = NodeInfo::new(ctx);
+        let reducer = match (reducer, r.int_or("ord", 2)?) {
+            (Reducer::L2, 1) => Reducer::L1,
+            (Reducer::L2, 2) => Reducer::L2,
+            (Reducer::L2, ord) => {
+                return Err(node.attr_err("ord", ord, "norm supports ord 1 or 2"))
+            }
+            (other, _) => other,
+        };
         Ok(Reduce {
-            node: NodeInfo::new(ctx),
+            node,
             reducer,
             axes: r.opt_tuple("axis")?.unwrap_or_default(),
             keepdims: r.bool_or("keepdims", false)?,
@@ -193,7 +203,19 @@ mod tests {
         assert_close(&mean[0], &[2.5, 3.5, 4.5]);
         let max = run(reduce_op("max", &[]).as_ref(), std::slice::from_ref(&x)).unwrap();
         assert_close(&max[0], &[6.0]);
-        let prod = run(reduce_op("prod", &[("axis", "0")]).as_ref(), &[x]).unwrap();
+        let prod = run(
+            reduce_op("prod", &[("axis", "0")]).as_ref(),
+            std::slice::from_ref(&x),
+        )
+        .unwrap();
         assert_close(&prod[0], &[4.0, 10.0, 18.0]);
+        let l1 = run(
+            reduce_op("norm", &[("ord", "1"), ("axis", "1")]).as_ref(),
+            std::slice::from_ref(&x),
+        )
+        .unwrap();
+        assert_close(&l1[0], &[6.0, 15.0]);
+        let l2 = run(reduce_op("norm", &[]).as_ref(), &[x]).unwrap();
+        assert_close(&l2[0], &[91f32.sqrt()]);
     }
 }

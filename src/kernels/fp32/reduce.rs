@@ -9,6 +9,10 @@ pub enum Reducer {
     Max,
     Min,
     Prod,
+    /// Sum of absolute values.
+    L1,
+    /// Square root of the sum of squares.
+    L2,
 }
 
 /// Reduces `input` of `shape` over the axes flagged in `reduced`, writing
@@ -57,7 +61,7 @@ pub fn reduce(
             rest /= d;
         }
         let mut acc = match reducer {
-            Reducer::Sum | Reducer::Mean => 0.0f32,
+            Reducer::Sum | Reducer::Mean | Reducer::L1 | Reducer::L2 => 0.0f32,
             Reducer::Prod => 1.0,
             Reducer::Max => f32::NEG_INFINITY,
             Reducer::Min => f32::INFINITY,
@@ -72,14 +76,16 @@ pub fn reduce(
             acc = match reducer {
                 Reducer::Sum | Reducer::Mean => values.fold(acc, |a, v| a + v),
                 Reducer::Prod => values.fold(acc, |a, v| a * v),
+                Reducer::L1 => values.fold(acc, |a, v| a + v.abs()),
+                Reducer::L2 => values.fold(acc, |a, v| a + v * v),
                 Reducer::Max => values.fold(acc, |a, v| if v > a || v.is_nan() { v } else { a }),
                 Reducer::Min => values.fold(acc, |a, v| if v < a || v.is_nan() { v } else { a }),
             };
         }
-        *dst = if reducer == Reducer::Mean {
-            acc / count as f32
-        } else {
-            acc
+        *dst = match reducer {
+            Reducer::Mean => acc / count as f32,
+            Reducer::L2 => acc.sqrt(),
+            _ => acc,
         };
     };
     if input.len() < 1 << 15 {
@@ -116,6 +122,12 @@ mod tests {
         let mut out = vec![0.0; 1];
         reduce(&input, &shape, &[true, true, true], Reducer::Min, &mut out);
         assert_eq!(out, [0.0]);
+        let mut out = vec![0.0; 2];
+        reduce(&input, &shape, &[false, true, true], Reducer::L1, &mut out);
+        assert_eq!(out, [66.0, 210.0]);
+        let mut out = vec![0.0; 1];
+        reduce(&[3.0, -4.0], &[2], &[true], Reducer::L2, &mut out);
+        assert_eq!(out, [5.0]);
         let mut out = vec![0.0; 24];
         reduce(
             &input,
