@@ -191,7 +191,9 @@ fn fill_bias(out: &mut [f32], plane: usize, bias: Option<&[f32]>) {
     }
 }
 
-/// Convolution of one image through im2col and one GEMM per group.
+/// Convolution of one image through im2col and one GEMM per group. With
+/// `Threads::Pool`, many groups run in parallel with one GEMM thread each,
+/// and few groups run in turn with threaded GEMMs.
 fn conv_image(
     shape: &ConvShape,
     input: &[f32],
@@ -207,7 +209,8 @@ fn conv_image(
     let depth = cin_g * w.kernel_size();
     let grid = w.grid_size();
     fill_bias(out, grid, bias);
-    for g in 0..shape.groups {
+
+    let group = |g: usize, dst: &mut [f32], col: &mut [f32], threads: Threads| {
         let image = &input[g * cin_g * w.image_size()..(g + 1) * cin_g * w.image_size()];
         let cols = if w.is_pointwise() {
             MatRef::row_major(image, depth, grid)
@@ -220,12 +223,26 @@ fn conv_image(
             cout_g,
             depth,
         );
-        let dst = MatMut::row_major(
-            &mut out[g * cout_g * grid..(g + 1) * cout_g * grid],
-            cout_g,
-            grid,
+        matmul(
+            MatMut::row_major(dst, cout_g, grid),
+            filters,
+            cols,
+            true,
+            threads,
         );
-        matmul(dst, filters, cols, true, threads);
+    };
+    let per_group = cout_g * grid;
+    if threads == Threads::Pool && shape.groups > 1 && shape.groups >= rayon::current_num_threads()
+    {
+        let col_len = col.len();
+        out.par_chunks_mut(per_group).enumerate().for_each_init(
+            || vec![0.0f32; col_len],
+            |col, (g, dst)| group(g, dst, col, Threads::Single),
+        );
+    } else {
+        for (g, dst) in out.chunks_mut(per_group).enumerate() {
+            group(g, dst, col, threads);
+        }
     }
 }
 
@@ -395,28 +412,40 @@ pub fn deconv_forward(
     if let Some(b) = bias {
         assert_eq!(b.len(), shape.out_channels, "deconv: bias length");
     }
-    let mut col = vec![0.0f32; depth * grid];
     let in_len = shape.in_channels * grid;
     let out_len = shape.out_channels * w.image_size();
+    let plane_len = cout_g * w.image_size();
+    // One group: col = W_gᵀ · x_g, then fold the columns into the output planes.
+    let group = |g: usize, x: &[f32], planes: &mut [f32], col: &mut [f32], threads: Threads| {
+        let filters = MatRef::row_major(
+            &weight[g * cin_g * depth..(g + 1) * cin_g * depth],
+            cin_g,
+            depth,
+        )
+        .t();
+        let src = MatRef::row_major(&x[g * cin_g * grid..(g + 1) * cin_g * grid], cin_g, grid);
+        matmul(
+            MatMut::row_major(col, depth, grid),
+            filters,
+            src,
+            false,
+            threads,
+        );
+        col2im_add(w, cout_g, col, planes, threads);
+    };
+    let parallel_groups = groups > 1 && groups >= rayon::current_num_threads();
+    let mut col = vec![0.0f32; depth * grid];
     for (out, x) in output.chunks_mut(out_len).zip(input.chunks(in_len)) {
         fill_bias(out, w.image_size(), bias);
-        for g in 0..groups {
-            let filters = MatRef::row_major(
-                &weight[g * cin_g * depth..(g + 1) * cin_g * depth],
-                cin_g,
-                depth,
-            )
-            .t();
-            let src = MatRef::row_major(&x[g * cin_g * grid..(g + 1) * cin_g * grid], cin_g, grid);
-            matmul(
-                MatMut::row_major(&mut col, depth, grid),
-                filters,
-                src,
-                false,
-                Threads::Pool,
+        if parallel_groups {
+            out.par_chunks_mut(plane_len).enumerate().for_each_init(
+                || vec![0.0f32; depth * grid],
+                |col, (g, planes)| group(g, x, planes, col, Threads::Single),
             );
-            let planes = &mut out[g * cout_g * w.image_size()..(g + 1) * cout_g * w.image_size()];
-            col2im_add(w, cout_g, &col, planes, Threads::Pool);
+        } else {
+            for (g, planes) in out.chunks_mut(plane_len).enumerate() {
+                group(g, x, planes, &mut col, Threads::Pool);
+            }
         }
     }
 }
@@ -654,6 +683,11 @@ mod tests {
         );
         run_conv(
             &case(2, 6, 6, 3, &[5, 5], &[1, 1], &[2, 2], &[1, 1], &[0, 0]),
+            true,
+        );
+        // One image with several non-depthwise groups runs the groups in parallel.
+        run_conv(
+            &case(1, 8, 4, 4, &[6, 5], &[3, 3], &[1, 1], &[1, 1], &[1, 1]),
             true,
         );
     }
