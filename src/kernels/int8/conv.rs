@@ -59,6 +59,9 @@ pub struct PackedConvWeights {
     data: Vec<i8>,
     /// Sum of each output channel's weights (the +128 shift correction of a VNNI body).
     channel_sums: Vec<i32>,
+    /// The SIMD tier's layout, built on first use (it depends on the group count).
+    #[cfg(target_arch = "x86_64")]
+    fast: super::x86::ConvCache,
 }
 
 impl PackedConvWeights {
@@ -95,6 +98,8 @@ impl PackedConvWeights {
             kernel,
             data,
             channel_sums,
+            #[cfg(target_arch = "x86_64")]
+            fast: Default::default(),
         }
     }
 
@@ -105,12 +110,48 @@ impl PackedConvWeights {
     pub fn channel_sums(&self) -> &[i32] {
         &self.channel_sums
     }
+
+    pub fn in_channels_per_group(&self) -> usize {
+        self.in_channels_per_group
+    }
+
+    pub fn kernel(&self) -> [usize; 3] {
+        self.kernel
+    }
+
+    /// Weights in the scalar body's order: `[out channel][tap][in channel of the group]`.
+    pub fn reference_data(&self) -> &[i8] {
+        &self.data
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) fn fast_cache(&self) -> &super::x86::ConvCache {
+        &self.fast
+    }
 }
 
 /// Runs a quantized convolution over channels-last `input` into
 /// channels-last `output`, applying `stage` to every accumulator.
 /// `residual`, when the stage fuses a sum, has the output's layout and size.
+/// Uses the SIMD tier of [`super::isa::selected`] where it has a kernel for
+/// these types, else [`conv_reference`]; both give the same bits.
 pub fn conv<X: QuantElem, O: OutputElem>(
+    geom: &ConvGeometry,
+    input: &[X],
+    weights: &PackedConvWeights,
+    stage: &OutputStage,
+    residual: Option<QuantSlice>,
+    output: &mut [O],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if super::x86::conv_selected(geom, input, weights, stage, residual, output) {
+        return;
+    }
+    conv_reference(geom, input, weights, stage, residual, output);
+}
+
+/// The scalar body of [`conv`], the reference of every SIMD tier.
+pub fn conv_reference<X: QuantElem, O: OutputElem>(
     geom: &ConvGeometry,
     input: &[X],
     weights: &PackedConvWeights,

@@ -15,6 +15,9 @@ pub struct PackedGemmWeights {
     depth: usize,
     data: Vec<i8>,
     row_sums: Vec<i32>,
+    /// The selected SIMD tier's layout, when it has one.
+    #[cfg(target_arch = "x86_64")]
+    fast: Option<super::x86::GemmPack>,
 }
 
 impl PackedGemmWeights {
@@ -33,6 +36,14 @@ impl PackedGemmWeights {
             rows,
             depth,
             data: weights.to_vec(),
+            #[cfg(target_arch = "x86_64")]
+            fast: super::x86::GemmPack::new(
+                super::isa::selected(),
+                weights,
+                &row_sums,
+                rows,
+                depth,
+            ),
             row_sums,
         }
     }
@@ -50,10 +61,33 @@ impl PackedGemmWeights {
     pub fn row_sums(&self) -> &[i32] {
         &self.row_sums
     }
+
+    /// The row-major (N, K) matrix.
+    pub fn data(&self) -> &[i8] {
+        &self.data
+    }
 }
 
-/// Computes `output` (M, N) from `input` (M, K) and the packed weights.
+/// Computes `output` (M, N) from `input` (M, K) and the packed weights,
+/// with the SIMD tier the weights were packed for where it has a kernel for
+/// these types, else with [`gemm_reference`]; both give the same bits.
 pub fn gemm<X: QuantElem, O: OutputElem>(
+    input: &[X],
+    weights: &PackedGemmWeights,
+    stage: &OutputStage,
+    output: &mut [O],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(pack) = &weights.fast {
+        if super::x86::gemm_packed(pack, input, stage, output) {
+            return;
+        }
+    }
+    gemm_reference(input, weights, stage, output);
+}
+
+/// The scalar body of [`gemm`], the reference of every SIMD tier.
+pub fn gemm_reference<X: QuantElem, O: OutputElem>(
     input: &[X],
     weights: &PackedGemmWeights,
     stage: &OutputStage,

@@ -3,6 +3,9 @@
 pub mod conv;
 pub mod elem;
 pub mod gemm;
+pub mod isa;
 pub mod output;
 pub mod pool;
 pub mod quantize;
+#[cfg(target_arch = "x86_64")]
+pub mod x86;

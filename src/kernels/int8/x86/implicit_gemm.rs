@@ -1,0 +1,264 @@
+//! Convolution as a register-tiled implicit GEMM on channels-last data.
+//!
+//! Output pixels (batch and spatial positions flattened) are the GEMM rows
+//! and each group's output channels its columns. A tile of up to 6 pixels
+//! reads its data in place when every tap of every pixel is inside the
+//! input; otherwise the tile's pixels are first copied to a staging buffer
+//! with padding filled in (tap by tap), and the same microkernel runs on
+//! that copy. A 1x1 convolution with stride 1 and a fully connected layer
+//! are the plain GEMM case: one tap, pixels one row apart.
+
+use rayon::prelude::*;
+
+use super::pack::{Panels, PANEL, STEP_CHANNELS};
+use super::stage::StagePlan;
+use super::tile::{TileArgs, TileFn, MAX_TILE_PIXELS, TILE_ROW};
+use super::{store_row, SyncPtr};
+use crate::kernels::int8::conv::ConvGeometry;
+use crate::kernels::int8::isa::Isa;
+
+/// Register tiling of one tier.
+#[derive(Clone, Copy)]
+pub(super) struct Tiling {
+    pub pixels: usize,
+    pub panels: usize,
+    pub select: fn(usize, usize, bool) -> TileFn,
+}
+
+/// Where the data of one convolution lives and how taps address it.
+struct Source<'a> {
+    geom: &'a ConvGeometry,
+    input: &'a [u8],
+    /// Input channels per group rounded up to a multiple of 4.
+    padded_channels: usize,
+    /// Byte offset of each tap from the pixel's first tap, in the input.
+    image_offsets: Vec<isize>,
+    /// Byte offset of each tap in a staged pixel row.
+    staged_offsets: Vec<isize>,
+}
+
+impl<'a> Source<'a> {
+    fn new(geom: &'a ConvGeometry, input: &'a [u8]) -> Self {
+        let c = geom.in_channels as isize;
+        let [_, ih, iw] = geom.input.map(|d| d as isize);
+        let padded_channels = geom.in_channels_per_group().div_ceil(STEP_CHANNELS) * STEP_CHANNELS;
+        let mut image_offsets = Vec::new();
+        for kd in 0..geom.kernel[0] {
+            for kh in 0..geom.kernel[1] {
+                for kw in 0..geom.kernel[2] {
+                    let d = (kd * geom.dilate[0]) as isize;
+                    let h = (kh * geom.dilate[1]) as isize;
+                    let w = (kw * geom.dilate[2]) as isize;
+                    image_offsets.push(((d * ih + h) * iw + w) * c);
+                }
+            }
+        }
+        let staged_offsets = (0..image_offsets.len())
+            .map(|t| (t * padded_channels) as isize)
+            .collect();
+        Source {
+            geom,
+            input,
+            padded_channels,
+            image_offsets,
+            staged_offsets,
+        }
+    }
+
+    fn taps(&self) -> usize {
+        self.image_offsets.len()
+    }
+
+    /// Bytes of one staged pixel row.
+    fn staged_row(&self) -> usize {
+        self.taps() * self.padded_channels
+    }
+
+    /// Batch index and input position of the first tap of output pixel `p`.
+    fn origin(&self, p: usize) -> (usize, [isize; 3]) {
+        let g = self.geom;
+        let ow = p % g.output[2];
+        let oh = (p / g.output[2]) % g.output[1];
+        let od = (p / (g.output[2] * g.output[1])) % g.output[0];
+        let n = p / (g.output[2] * g.output[1] * g.output[0]);
+        let pos = [od, oh, ow];
+        (
+            n,
+            std::array::from_fn(|i| (pos[i] * g.stride[i]) as isize - g.pad[i] as isize),
+        )
+    }
+
+    /// Offset of output pixel `p`'s first tap for group `group`, when every
+    /// byte the microkernel reads for it lies inside the input.
+    fn direct_base(&self, p: usize, group: usize) -> Option<usize> {
+        let g = self.geom;
+        let (n, origin) = self.origin(p);
+        for (i, &start) in origin.iter().enumerate() {
+            let last = start + ((g.kernel[i] - 1) * g.dilate[i]) as isize;
+            if start < 0 || last >= g.input[i] as isize {
+                return None;
+            }
+        }
+        let [d, h, w] = origin.map(|v| v as usize);
+        let pixel = ((n * g.input[0] + d) * g.input[1] + h) * g.input[2] + w;
+        let base = pixel * g.in_channels + group * g.in_channels_per_group();
+        // The last step of a tap reads up to 3 bytes past the group's
+        // channels: harmless (their weights are 0) unless past the input.
+        let end = base + *self.image_offsets.last()? as usize + self.padded_channels;
+        (end <= self.input.len()).then_some(base)
+    }
+
+    /// Copies output pixel `p`'s taps for `group` into `row`, with 0 (the
+    /// zero of int8 and uint8 data alike) for taps outside the input and for
+    /// the channels that pad each tap to a multiple of 4.
+    fn stage(&self, p: usize, group: usize, row: &mut [u8]) {
+        let g = self.geom;
+        let icg = g.in_channels_per_group();
+        let (n, origin) = self.origin(p);
+        row.fill(0);
+        let mut t = 0;
+        for kd in 0..g.kernel[0] {
+            for kh in 0..g.kernel[1] {
+                for kw in 0..g.kernel[2] {
+                    let k = [kd, kh, kw];
+                    let pos: [isize; 3] =
+                        std::array::from_fn(|i| origin[i] + (k[i] * g.dilate[i]) as isize);
+                    let inside = (0..3).all(|i| pos[i] >= 0 && pos[i] < g.input[i] as isize);
+                    if inside {
+                        let [d, h, w] = pos.map(|v| v as usize);
+                        let pixel = ((n * g.input[0] + d) * g.input[1] + h) * g.input[2] + w;
+                        let start = pixel * g.in_channels + group * icg;
+                        let dst = t * self.padded_channels;
+                        row[dst..dst + icg].copy_from_slice(&self.input[start..start + icg]);
+                    }
+                    t += 1;
+                }
+            }
+        }
+    }
+}
+
+/// One unit of parallel work: a block of output channels of one group over
+/// a range of pixel tiles.
+#[derive(Clone, Copy)]
+struct Job {
+    group: usize,
+    /// First panel of the block within the group.
+    panel: usize,
+    panels: usize,
+    tiles: (usize, usize),
+}
+
+/// Splits the work into about 4 jobs per thread, first by channel blocks,
+/// then by pixel ranges.
+fn plan_jobs(groups: usize, panels_per_group: usize, tiling: Tiling, tiles: usize) -> Vec<Job> {
+    let blocks = panels_per_group.div_ceil(tiling.panels);
+    let columns = groups * blocks;
+    let target = 4 * rayon::current_num_threads();
+    let ranges = target.div_ceil(columns).clamp(1, tiles.max(1));
+    let per_range = tiles.div_ceil(ranges).max(1);
+    let mut jobs = Vec::with_capacity(columns * ranges);
+    for start in (0..tiles).step_by(per_range) {
+        let tile_range = (start, (start + per_range).min(tiles));
+        for group in 0..groups {
+            for b in 0..blocks {
+                let panel = b * tiling.panels;
+                jobs.push(Job {
+                    group,
+                    panel,
+                    panels: tiling.panels.min(panels_per_group - panel),
+                    tiles: tile_range,
+                });
+            }
+        }
+    }
+    jobs
+}
+
+/// Runs the convolution; `input` holds int8 (`signed`) or uint8 bytes.
+///
+/// # Safety
+/// The CPU must run `isa`, `panels` must be packed for `tiling`'s
+/// encoding and `geom`, and `out` must point to `geom.output_len()`
+/// elements of the plan's output kind, written by no one else meanwhile.
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn run(
+    isa: Isa,
+    tiling: Tiling,
+    geom: &ConvGeometry,
+    input: &[u8],
+    signed: bool,
+    panels: &Panels,
+    plan: &StagePlan,
+    out: SyncPtr,
+) {
+    let source = Source::new(geom, input);
+    let pixels = geom.batch * geom.output.iter().product::<usize>();
+    let tiles = pixels.div_ceil(tiling.pixels);
+    let shape = panels.shape;
+    let jobs = plan_jobs(shape.groups, shape.panels_per_group(), tiling, tiles);
+    jobs.par_iter().for_each(|job| {
+        let mut staging = Vec::new();
+        let mut result = [0i32; MAX_TILE_PIXELS * TILE_ROW];
+        let first_channel = job.panel * PANEL;
+        let channels = (shape.out_per_group - first_channel).min(job.panels * PANEL);
+        for tile in job.tiles.0..job.tiles.1 {
+            let p0 = tile * tiling.pixels;
+            let mr = tiling.pixels.min(pixels - p0);
+            let mut bases = [std::ptr::null::<u8>(); MAX_TILE_PIXELS];
+            let mut direct = true;
+            for (m, base) in bases.iter_mut().enumerate().take(mr) {
+                match source.direct_base(p0 + m, job.group) {
+                    // SAFETY: `direct_base` returns offsets inside the input.
+                    Some(offset) => *base = unsafe { input.as_ptr().add(offset) },
+                    None => direct = false,
+                }
+            }
+            let tap_offsets = if direct {
+                &source.image_offsets
+            } else {
+                let row = source.staged_row();
+                staging.resize(tiling.pixels * row, 0);
+                for (m, base) in bases.iter_mut().enumerate().take(mr) {
+                    let dst = &mut staging[m * row..(m + 1) * row];
+                    source.stage(p0 + m, job.group, dst);
+                    *base = dst.as_ptr();
+                }
+                &source.staged_offsets
+            };
+            let args = TileArgs {
+                bases,
+                tap_offsets,
+                steps: shape.steps(),
+                panels: panels.panel_ptr(job.group, job.panel),
+                panel_stride: panels.panel_stride(),
+                init: panels.correction_ptr(job.group, job.panel),
+                out: result.as_mut_ptr(),
+            };
+            let kernel = (tiling.select)(mr, job.panels, signed);
+            // SAFETY: the caller guarantees the tier; every base points to a
+            // pixel whose taps and steps stay inside the input or the staging
+            // rows (checked by `direct_base` or sized by `staged_row`); the
+            // panel pointers address `job.panels` packed panels; `result`
+            // holds MAX_TILE_PIXELS rows.
+            unsafe { kernel(&args) };
+            for m in 0..mr {
+                let index =
+                    (p0 + m) * geom.out_channels + job.group * shape.out_per_group + first_channel;
+                let acc = &result[m * TILE_ROW..m * TILE_ROW + channels];
+                // SAFETY: the job owns these output elements, which lie
+                // inside the output buffer of `geom.output_len()` elements.
+                unsafe {
+                    store_row(
+                        isa,
+                        plan,
+                        acc,
+                        job.group * shape.out_per_group + first_channel,
+                        index,
+                        out,
+                    )
+                };
+            }
+        }
+    });
+}

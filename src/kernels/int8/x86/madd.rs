@@ -1,0 +1,147 @@
+//! Microkernels without VNNI: data and weights widened to int16 and
+//! multiplied with `vpmaddwd`, which adds two int16 products into an int32
+//! lane. Products of int8 or uint8 by int8 are at most 2^15 in magnitude, so
+//! nothing saturates (unlike `vpmaddubsw`) and no data shift is needed.
+//!
+//! One broadcast 32-bit data word holds 4 input channels; widened, lane
+//! `2j` of a product vector holds channels 0-1 and lane `2j + 1` channels
+//! 2-3 of output channel `j`. The two lanes are added once, after the
+//! reduction. int32 sums wrap, so the result is exact whenever the true dot
+//! product fits in int32.
+
+use std::arch::x86_64::*;
+
+use super::tile::{TileArgs, TileFn, TILE_ROW};
+
+/// AVX-512 BW register tile: 6 pixels by 2 panels (32 channels) is 24
+/// accumulators, 4 weight vectors and 2 temporaries of the 32 registers.
+pub(super) const AVX512_TILE_PIXELS: usize = 6;
+pub(super) const AVX512_TILE_PANELS: usize = 2;
+
+/// AVX2 register tile: 3 pixels by 1 panel (16 channels) is 12 accumulators
+/// and 2 temporaries of the 16 registers; weights are read from memory.
+pub(super) const AVX2_TILE_PIXELS: usize = 3;
+
+/// Bytes of one reduction step of one panel: 64 int16 weights.
+const STEP_BYTES: usize = 128;
+
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl")]
+unsafe fn tile_avx512<const MR: usize, const NV: usize, const SIGNED: bool>(args: &TileArgs) {
+    // acc[m][v][h]: pixel m, panel v, output channels 8h..8h+8 (two lanes each).
+    let mut acc = [[[_mm512_setzero_si512(); 2]; NV]; MR];
+    for (t, &offset) in args.tap_offsets.iter().enumerate() {
+        // SAFETY: the caller guarantees every derived address is readable.
+        unsafe {
+            let weights = args.panels.add(t * args.steps * STEP_BYTES);
+            let rows: [*const u8; MR] = std::array::from_fn(|m| args.bases[m].offset(offset));
+            for s in 0..args.steps {
+                let mut w = [[_mm512_setzero_si512(); 2]; NV];
+                for (v, wv) in w.iter_mut().enumerate() {
+                    let at = weights.add(v * args.panel_stride + s * STEP_BYTES);
+                    wv[0] = _mm512_load_si512(at.cast());
+                    wv[1] = _mm512_load_si512(at.add(64).cast());
+                }
+                for (m, row) in acc.iter_mut().enumerate() {
+                    let dword = rows[m].add(4 * s).cast::<i32>().read_unaligned();
+                    let bytes = _mm256_set1_epi32(dword);
+                    let x = if SIGNED {
+                        _mm512_cvtepi8_epi16(bytes)
+                    } else {
+                        _mm512_cvtepu8_epi16(bytes)
+                    };
+                    for (a, wv) in row.iter_mut().zip(&w) {
+                        a[0] = _mm512_add_epi32(a[0], _mm512_madd_epi16(x, wv[0]));
+                        a[1] = _mm512_add_epi32(a[1], _mm512_madd_epi16(x, wv[1]));
+                    }
+                }
+            }
+        }
+    }
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    for (m, row) in acc.iter().enumerate() {
+        for (v, a) in row.iter().enumerate() {
+            let first = _mm512_permutex2var_epi32(a[0], even, a[1]);
+            let second = _mm512_permutex2var_epi32(a[0], odd, a[1]);
+            let sum = _mm512_add_epi32(first, second);
+            // SAFETY: `out` holds MR rows of TILE_ROW values.
+            unsafe { _mm512_storeu_si512(args.out.add(m * TILE_ROW + 16 * v).cast(), sum) };
+        }
+    }
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn tile_avx2<const MR: usize, const SIGNED: bool>(args: &TileArgs) {
+    // acc[m][q]: pixel m, output channels 4q..4q+4 (two lanes each).
+    let mut acc = [[_mm256_setzero_si256(); 4]; MR];
+    for (t, &offset) in args.tap_offsets.iter().enumerate() {
+        // SAFETY: the caller guarantees every derived address is readable.
+        unsafe {
+            let weights = args.panels.add(t * args.steps * STEP_BYTES);
+            let rows: [*const u8; MR] = std::array::from_fn(|m| args.bases[m].offset(offset));
+            for s in 0..args.steps {
+                let w = weights.add(s * STEP_BYTES);
+                for (m, row) in acc.iter_mut().enumerate() {
+                    let dword = rows[m].add(4 * s).cast::<i32>().read_unaligned();
+                    let bytes = _mm_set1_epi32(dword);
+                    let x = if SIGNED {
+                        _mm256_cvtepi8_epi16(bytes)
+                    } else {
+                        _mm256_cvtepu8_epi16(bytes)
+                    };
+                    for (q, a) in row.iter_mut().enumerate() {
+                        let wq = _mm256_load_si256(w.add(32 * q).cast());
+                        *a = _mm256_add_epi32(*a, _mm256_madd_epi16(x, wq));
+                    }
+                }
+            }
+        }
+    }
+    for (m, row) in acc.iter().enumerate() {
+        for h in 0..2 {
+            // hadd gives channels (0, 1, 4, 5 | 2, 3, 6, 7); the permute
+            // restores their order.
+            let pairs = _mm256_hadd_epi32(row[2 * h], row[2 * h + 1]);
+            let sum = _mm256_permute4x64_epi64::<0b11_01_10_00>(pairs);
+            // SAFETY: `out` holds MR rows of TILE_ROW values.
+            unsafe { _mm256_storeu_si256(args.out.add(m * TILE_ROW + 8 * h).cast(), sum) };
+        }
+    }
+}
+
+fn avx512_for_pixels<const MR: usize>(panels: usize, signed: bool) -> TileFn {
+    match (panels, signed) {
+        (1, false) => tile_avx512::<MR, 1, false>,
+        (2, false) => tile_avx512::<MR, 2, false>,
+        (1, true) => tile_avx512::<MR, 1, true>,
+        (2, true) => tile_avx512::<MR, 2, true>,
+        _ => unreachable!("AVX-512 BW tiles have 1 to {AVX512_TILE_PANELS} panels, not {panels}"),
+    }
+}
+
+/// The AVX-512 BW microkernel for `pixels` (1..=6) by `panels` (1..=2).
+pub(super) fn select_avx512(pixels: usize, panels: usize, signed: bool) -> TileFn {
+    match pixels {
+        1 => avx512_for_pixels::<1>(panels, signed),
+        2 => avx512_for_pixels::<2>(panels, signed),
+        3 => avx512_for_pixels::<3>(panels, signed),
+        4 => avx512_for_pixels::<4>(panels, signed),
+        5 => avx512_for_pixels::<5>(panels, signed),
+        6 => avx512_for_pixels::<6>(panels, signed),
+        _ => unreachable!("AVX-512 BW tiles have 1 to {AVX512_TILE_PIXELS} pixels, not {pixels}"),
+    }
+}
+
+/// The AVX2 microkernel for `pixels` (1..=3) by one panel.
+pub(super) fn select_avx2(pixels: usize, panels: usize, signed: bool) -> TileFn {
+    assert_eq!(panels, 1, "AVX2 tiles have one panel");
+    match (pixels, signed) {
+        (1, false) => tile_avx2::<1, false>,
+        (2, false) => tile_avx2::<2, false>,
+        (3, false) => tile_avx2::<3, false>,
+        (1, true) => tile_avx2::<1, true>,
+        (2, true) => tile_avx2::<2, true>,
+        (3, true) => tile_avx2::<3, true>,
+        _ => unreachable!("AVX2 tiles have 1 to {AVX2_TILE_PIXELS} pixels, not {pixels}"),
+    }
+}

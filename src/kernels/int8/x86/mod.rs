@@ -1,0 +1,434 @@
+//! x86-64 int8 kernels: AVX-512 VNNI, AVX-512 BW and AVX2 tiers of the
+//! quantized convolution and GEMM, bit-exact with the scalar reference.
+//!
+//! Weights are repacked for a tier ([`ConvPack`], [`GemmPack`]); the kernels
+//! take channels-last int8 or uint8 data and run the fused output stage on
+//! vectors. `crate::kernels::int8::conv::conv` and `gemm::gemm` call
+//! [`conv_selected`] and [`gemm_packed`] first and fall back to the scalar
+//! body when these return `false`.
+
+mod depthwise;
+mod implicit_gemm;
+mod madd;
+mod pack;
+mod stage;
+mod tile;
+mod vnni;
+
+#[cfg(test)]
+mod tests;
+
+use std::any::TypeId;
+use std::sync::OnceLock;
+
+use self::implicit_gemm::Tiling;
+use self::pack::{DepthwiseWeights, Encoding, PanelShape, Panels};
+use self::stage::{OutKind, StagePlan};
+use super::conv::{ConvGeometry, PackedConvWeights};
+use super::elem::{OutputElem, QuantElem, QuantSlice};
+use super::isa::{self, Isa};
+use super::output::OutputStage;
+
+/// The output pointer shared by the jobs of one call; each job writes its
+/// own elements.
+#[derive(Clone, Copy)]
+struct SyncPtr(*mut u8);
+
+// SAFETY: jobs write disjoint elements and the call waits for all of them
+// before the buffer is used again.
+unsafe impl Send for SyncPtr {}
+// SAFETY: as above.
+unsafe impl Sync for SyncPtr {}
+
+/// Stores one row of accumulators through the vector stage of `isa`.
+///
+/// # Safety
+/// The CPU must run `isa` (AVX2 or better); `out` holds elements
+/// `index..index + acc.len()` of the plan's kind.
+unsafe fn store_row(
+    isa: Isa,
+    plan: &StagePlan,
+    acc: &[i32],
+    channel: usize,
+    index: usize,
+    out: SyncPtr,
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        if isa >= Isa::Avx512Bw {
+            stage::store_row_avx512(plan, acc.as_ptr(), acc.len(), channel, index, out.0)
+        } else {
+            stage::store_row_avx2(plan, acc.as_ptr(), acc.len(), channel, index, out.0)
+        }
+    }
+}
+
+fn tiling(isa: Isa) -> Tiling {
+    match isa {
+        Isa::Avx512Vnni => Tiling {
+            pixels: vnni::TILE_PIXELS,
+            panels: vnni::TILE_PANELS,
+            select: vnni::select,
+        },
+        Isa::Avx512Bw => Tiling {
+            pixels: madd::AVX512_TILE_PIXELS,
+            panels: madd::AVX512_TILE_PANELS,
+            select: madd::select_avx512,
+        },
+        Isa::Avx2 | Isa::Scalar => Tiling {
+            pixels: madd::AVX2_TILE_PIXELS,
+            panels: 1,
+            select: madd::select_avx2,
+        },
+    }
+}
+
+#[derive(Clone)]
+enum ConvLayout {
+    Panels(Panels),
+    Depthwise(DepthwiseWeights),
+}
+
+/// Convolution weights repacked for one SIMD tier and one group count.
+#[derive(Clone)]
+pub struct ConvPack {
+    isa: Isa,
+    groups: usize,
+    layout: ConvLayout,
+}
+
+impl std::fmt::Debug for ConvPack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.layout {
+            ConvLayout::Panels(_) => "panels",
+            ConvLayout::Depthwise(_) => "depthwise",
+        };
+        write!(f, "ConvPack({}, {kind}, {} groups)", self.isa, self.groups)
+    }
+}
+
+impl ConvPack {
+    /// Repacks `weights` for `isa` and a convolution with `groups` groups.
+    /// Returns `None` for the scalar tier, a tier this CPU cannot run, or a
+    /// group count that does not divide the output channels.
+    pub fn new(isa: Isa, weights: &PackedConvWeights, groups: usize) -> Option<ConvPack> {
+        if isa == Isa::Scalar || isa > isa::detected() || groups == 0 {
+            return None;
+        }
+        let out_channels = weights.out_channels();
+        if !out_channels.is_multiple_of(groups) {
+            return None;
+        }
+        let taps: usize = weights.kernel().iter().product();
+        let in_per_group = weights.in_channels_per_group();
+        let out_per_group = out_channels / groups;
+        if taps == 0 || in_per_group == 0 || out_per_group == 0 {
+            return None;
+        }
+        let layout = if in_per_group == 1 && out_per_group == 1 {
+            let block = if isa >= Isa::Avx512Bw { 32 } else { 16 };
+            ConvLayout::Depthwise(DepthwiseWeights::build(
+                weights.reference_data(),
+                out_channels,
+                taps,
+                block,
+            ))
+        } else {
+            let shape = PanelShape {
+                groups,
+                out_per_group,
+                in_per_group,
+                taps,
+            };
+            ConvLayout::Panels(Panels::build(
+                encoding(isa),
+                shape,
+                weights.reference_data(),
+                weights.channel_sums(),
+            ))
+        };
+        Some(ConvPack {
+            isa,
+            groups,
+            layout,
+        })
+    }
+
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+}
+
+fn encoding(isa: Isa) -> Encoding {
+    if isa == Isa::Avx512Vnni {
+        Encoding::Bytes
+    } else {
+        Encoding::Words
+    }
+}
+
+/// The [`ConvPack`] of the selected tier, built on first use because the
+/// group count is only known then.
+#[derive(Clone, Default)]
+pub struct ConvCache(OnceLock<Option<ConvPack>>);
+
+impl std::fmt::Debug for ConvCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.get() {
+            Some(Some(pack)) => write!(f, "{pack:?}"),
+            _ => f.write_str("ConvCache(empty)"),
+        }
+    }
+}
+
+/// Data bytes of an int8 (`true`) or uint8 (`false`) slice; `None` for
+/// other element types, which the SIMD kernels do not take.
+fn data_bytes<X: QuantElem>(input: &[X]) -> Option<(&[u8], bool)> {
+    let id = TypeId::of::<X>();
+    let signed = if id == TypeId::of::<i8>() {
+        true
+    } else if id == TypeId::of::<u8>() {
+        false
+    } else {
+        return None;
+    };
+    Some((bytemuck::cast_slice(input), signed))
+}
+
+/// Runs `conv` with the selected tier's kernels, packing `weights` on the
+/// first call. Returns `false`, having done nothing, when the selected tier
+/// is scalar or the data or output type has no SIMD kernel.
+pub(crate) fn conv_selected<X: QuantElem, O: OutputElem>(
+    geom: &ConvGeometry,
+    input: &[X],
+    weights: &PackedConvWeights,
+    stage: &OutputStage,
+    residual: Option<QuantSlice>,
+    output: &mut [O],
+) -> bool {
+    let isa = isa::selected();
+    if isa == Isa::Scalar || data_bytes(input).is_none() || OutKind::of::<O>().is_none() {
+        return false;
+    }
+    let cached = weights
+        .fast_cache()
+        .0
+        .get_or_init(|| ConvPack::new(isa, weights, geom.groups));
+    match cached {
+        Some(pack) if pack.groups == geom.groups => {
+            conv(pack, geom, input, stage, residual, output)
+        }
+        _ => match ConvPack::new(isa, weights, geom.groups) {
+            Some(pack) => conv(&pack, geom, input, stage, residual, output),
+            None => false,
+        },
+    }
+}
+
+/// Runs a quantized convolution with `pack`'s tier: channels-last `input`
+/// and `output` as in `crate::kernels::int8::conv::conv`. Returns `false`,
+/// having done nothing, when the data type is not int8 or uint8 or the
+/// output type is not int8, uint8, int32 or f32.
+///
+/// # Panics
+/// When the buffers or the weights do not match `geom`.
+pub fn conv<X: QuantElem, O: OutputElem>(
+    pack: &ConvPack,
+    geom: &ConvGeometry,
+    input: &[X],
+    stage: &OutputStage,
+    residual: Option<QuantSlice>,
+    output: &mut [O],
+) -> bool {
+    let (Some((bytes, signed)), Some(kind)) = (data_bytes(input), OutKind::of::<O>()) else {
+        return false;
+    };
+    assert_eq!(
+        input.len(),
+        geom.input_len(),
+        "conv: input length does not match the geometry"
+    );
+    assert_eq!(
+        output.len(),
+        geom.output_len(),
+        "conv: output length does not match the geometry"
+    );
+    assert_eq!(
+        pack.groups, geom.groups,
+        "conv: weights were packed for another group count"
+    );
+    if let Some(r) = residual {
+        assert_eq!(
+            r.len(),
+            output.len(),
+            "conv: residual length does not match the output"
+        );
+    }
+    if output.is_empty() {
+        return true;
+    }
+    let plan = StagePlan::new(stage, kind, residual, geom.out_channels);
+    let out = SyncPtr(output.as_mut_ptr().cast());
+    match &pack.layout {
+        ConvLayout::Panels(panels) => {
+            let shape = panels.shape;
+            let taps: usize = geom.kernel.iter().product();
+            assert_eq!(
+                (
+                    shape.groups * shape.out_per_group,
+                    shape.in_per_group,
+                    shape.taps
+                ),
+                (geom.out_channels, geom.in_channels_per_group(), taps),
+                "conv: weights do not match the geometry"
+            );
+            // SAFETY: `pack` was built for `pack.isa`, which `ConvPack::new`
+            // checked this CPU runs, with this geometry's shape; `out` holds
+            // `geom.output_len()` elements of `kind` and `output` is borrowed
+            // mutably for the whole call.
+            unsafe {
+                implicit_gemm::run(
+                    pack.isa,
+                    tiling(pack.isa),
+                    geom,
+                    bytes,
+                    signed,
+                    panels,
+                    &plan,
+                    out,
+                )
+            };
+        }
+        ConvLayout::Depthwise(weights) => {
+            let taps: usize = geom.kernel.iter().product();
+            assert_eq!(
+                (weights.channels, weights.taps, geom.in_channels),
+                (geom.out_channels, taps, geom.out_channels),
+                "conv: depthwise weights do not match the geometry"
+            );
+            // SAFETY: as above, with depthwise weights of `pack.isa`'s block width.
+            unsafe { depthwise::run(pack.isa, geom, bytes, signed, weights, &plan, out) };
+        }
+    }
+    true
+}
+
+/// A fully connected layer's weights repacked for one SIMD tier: the
+/// panels of a 1x1 convolution with one group.
+#[derive(Clone)]
+pub struct GemmPack {
+    isa: Isa,
+    rows: usize,
+    depth: usize,
+    panels: Panels,
+}
+
+impl std::fmt::Debug for GemmPack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GemmPack({}, {}x{})", self.isa, self.rows, self.depth)
+    }
+}
+
+impl GemmPack {
+    /// Repacks a row-major (N = `rows`, K = `depth`) matrix whose row sums
+    /// are `row_sums`. Returns `None` for the scalar tier, a tier this CPU
+    /// cannot run, or an empty matrix.
+    pub fn new(
+        isa: Isa,
+        weights: &[i8],
+        row_sums: &[i32],
+        rows: usize,
+        depth: usize,
+    ) -> Option<GemmPack> {
+        if isa == Isa::Scalar || isa > isa::detected() || rows == 0 || depth == 0 {
+            return None;
+        }
+        let shape = PanelShape {
+            groups: 1,
+            out_per_group: rows,
+            in_per_group: depth,
+            taps: 1,
+        };
+        Some(GemmPack {
+            isa,
+            rows,
+            depth,
+            panels: Panels::build(encoding(isa), shape, weights, row_sums),
+        })
+    }
+
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+}
+
+/// Computes `output` (M, N) from `input` (M, K) as in
+/// `crate::kernels::int8::gemm::gemm`, with `pack`'s tier. Returns `false`,
+/// having done nothing, for data or output types without SIMD kernels.
+///
+/// # Panics
+/// When the buffer lengths do not match the packed (N, K).
+pub fn gemm_packed<X: QuantElem, O: OutputElem>(
+    pack: &GemmPack,
+    input: &[X],
+    stage: &OutputStage,
+    output: &mut [O],
+) -> bool {
+    let (Some((bytes, signed)), Some(kind)) = (data_bytes(input), OutKind::of::<O>()) else {
+        return false;
+    };
+    let m = output.len() / pack.rows;
+    assert_eq!(
+        output.len(),
+        m * pack.rows,
+        "GEMM output length is not a multiple of N"
+    );
+    assert_eq!(
+        input.len(),
+        m * pack.depth,
+        "GEMM input length does not match M x K"
+    );
+    if m == 0 {
+        return true;
+    }
+    let geom = ConvGeometry {
+        batch: 1,
+        in_channels: pack.depth,
+        out_channels: pack.rows,
+        groups: 1,
+        input: [1, 1, m],
+        output: [1, 1, m],
+        kernel: [1, 1, 1],
+        stride: [1, 1, 1],
+        dilate: [1, 1, 1],
+        pad: [0, 0, 0],
+    };
+    let plan = StagePlan::new(stage, kind, None, pack.rows);
+    let out = SyncPtr(output.as_mut_ptr().cast());
+    // SAFETY: the pack was built for `pack.isa`, which this CPU runs, as the
+    // panels of this 1x1 geometry; `out` holds M x N elements of `kind`.
+    unsafe {
+        implicit_gemm::run(
+            pack.isa,
+            tiling(pack.isa),
+            &geom,
+            bytes,
+            signed,
+            &pack.panels,
+            &plan,
+            out,
+        )
+    };
+    true
+}
+
+/// Runs `iterations` rounds of 24 independent 512-bit `vpdpbusd` chains
+/// (1,536 multiply-adds per round) to measure the VNNI peak. Returns `None`
+/// when this CPU has no AVX-512 VNNI.
+pub fn vnni_peak(iterations: u64) -> Option<i32> {
+    if isa::detected() < Isa::Avx512Vnni {
+        return None;
+    }
+    // SAFETY: the CPU supports AVX-512 VNNI (checked above).
+    Some(unsafe { vnni::peak(iterations) })
+}

@@ -1,0 +1,297 @@
+//! Weight layouts of the x86 kernels, built once per set of weights.
+//!
+//! Implicit-GEMM panels hold [`PANEL`] output channels. One reduction step
+//! covers 4 input channels of one tap, and its 64 weights are stored as
+//! `[16 output channels][4 input channels]`:
+//! - as bytes for `vpdpbusd` (one 512-bit vector per step), so each 32-bit
+//!   lane reduces 4 consecutive input channels of one output channel;
+//! - as int16 for `vpmaddwd` (two 512-bit or four 256-bit vectors per step),
+//!   so each 32-bit lane reduces 2 input channels and adjacent lanes are
+//!   added at the end.
+//!
+//! Missing channels (output channels past the group, input channels past a
+//! multiple of 4) hold weight 0, so whatever data the kernel reads for them
+//! contributes nothing.
+
+/// Output channels of one packed panel: one 512-bit vector of int32 lanes.
+pub(super) const PANEL: usize = 16;
+
+/// Input channels reduced by one step of a panel.
+pub(super) const STEP_CHANNELS: usize = 4;
+
+/// One 64-byte cache line, the unit of every packed weight buffer, so that
+/// 512-bit loads never split a line.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([u8; 64]);
+
+/// A zeroed buffer of cache lines written as int8 or int16 values.
+#[derive(Clone)]
+pub(super) struct Lines(Vec<Line>);
+
+impl Lines {
+    fn zeroed(bytes: usize) -> Lines {
+        Lines(vec![Line([0; 64]); bytes.div_ceil(64)])
+    }
+
+    fn set_i8(&mut self, index: usize, value: i8) {
+        self.0[index / 64].0[index % 64] = value as u8;
+    }
+
+    fn set_i16(&mut self, index: usize, value: i16) {
+        let byte = 2 * index;
+        let line = &mut self.0[byte / 64].0;
+        line[byte % 64..byte % 64 + 2].copy_from_slice(&value.to_le_bytes());
+    }
+
+    pub(super) fn as_ptr(&self) -> *const u8 {
+        self.0.as_ptr().cast()
+    }
+}
+
+/// How panel weights are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Encoding {
+    /// int8, for `vpdpbusd`.
+    Bytes,
+    /// int16, for `vpmaddwd`.
+    Words,
+}
+
+impl Encoding {
+    /// Bytes of one reduction step of one panel.
+    pub(super) fn step_bytes(self) -> usize {
+        match self {
+            Encoding::Bytes => PANEL * STEP_CHANNELS,
+            Encoding::Words => 2 * PANEL * STEP_CHANNELS,
+        }
+    }
+}
+
+/// Dimensions of a grouped convolution seen as one GEMM per group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct PanelShape {
+    pub groups: usize,
+    pub out_per_group: usize,
+    pub in_per_group: usize,
+    pub taps: usize,
+}
+
+impl PanelShape {
+    /// Reduction steps per tap: input channels rounded up to a multiple of 4.
+    pub(super) fn steps(&self) -> usize {
+        self.in_per_group.div_ceil(STEP_CHANNELS)
+    }
+
+    pub(super) fn panels_per_group(&self) -> usize {
+        self.out_per_group.div_ceil(PANEL)
+    }
+}
+
+/// Implicit-GEMM weights: panels ordered `[group][panel][tap][step]`, plus
+/// the initial accumulator of each panel channel for the +128 data shift.
+#[derive(Clone)]
+pub(super) struct Panels {
+    pub shape: PanelShape,
+    pub encoding: Encoding,
+    lines: Lines,
+    /// `-128 · Σ w` per output channel, in panel order (0 for missing channels).
+    shift_correction: Vec<i32>,
+}
+
+impl Panels {
+    /// Packs `weights` laid out `[output channel][tap][input channel of the
+    /// group]`; `sums[o]` is the sum of output channel `o`'s weights.
+    pub(super) fn build(
+        encoding: Encoding,
+        shape: PanelShape,
+        weights: &[i8],
+        sums: &[i32],
+    ) -> Panels {
+        let PanelShape {
+            groups,
+            out_per_group,
+            in_per_group,
+            taps,
+        } = shape;
+        assert_eq!(
+            weights.len(),
+            groups * out_per_group * taps * in_per_group,
+            "panel packing: weight count does not match the shape"
+        );
+        let steps = shape.steps();
+        let panels = groups * shape.panels_per_group();
+        let values_per_panel = taps * steps * PANEL * STEP_CHANNELS;
+        let bytes_per_value = encoding.step_bytes() / (PANEL * STEP_CHANNELS);
+        let mut lines = Lines::zeroed(panels * values_per_panel * bytes_per_value);
+        let mut shift_correction = vec![0i32; panels * PANEL];
+        for g in 0..groups {
+            for local in 0..out_per_group {
+                let oc = g * out_per_group + local;
+                let panel = g * shape.panels_per_group() + local / PANEL;
+                let lane = local % PANEL;
+                shift_correction[panel * PANEL + lane] = sums[oc].wrapping_mul(-128);
+                for t in 0..taps {
+                    let src = &weights[(oc * taps + t) * in_per_group..][..in_per_group];
+                    for (ic, &w) in src.iter().enumerate() {
+                        let step = t * steps + ic / STEP_CHANNELS;
+                        let index = panel * values_per_panel
+                            + (step * PANEL + lane) * STEP_CHANNELS
+                            + ic % STEP_CHANNELS;
+                        match encoding {
+                            Encoding::Bytes => lines.set_i8(index, w),
+                            Encoding::Words => lines.set_i16(index, w as i16),
+                        }
+                    }
+                }
+            }
+        }
+        Panels {
+            shape,
+            encoding,
+            lines,
+            shift_correction,
+        }
+    }
+
+    /// Bytes between the starts of two consecutive panels.
+    pub(super) fn panel_stride(&self) -> usize {
+        self.shape.taps * self.shape.steps() * self.encoding.step_bytes()
+    }
+
+    /// First byte of panel `panel` of group `group`.
+    pub(super) fn panel_ptr(&self, group: usize, panel: usize) -> *const u8 {
+        let index = group * self.shape.panels_per_group() + panel;
+        // SAFETY: `index` is below the panel count, so the offset stays
+        // inside the buffer (or one past it for an empty shape).
+        unsafe { self.lines.as_ptr().add(index * self.panel_stride()) }
+    }
+
+    /// Shift corrections of panel `panel` of group `group`, [`PANEL`] values
+    /// per panel and consecutive for consecutive panels.
+    pub(super) fn correction_ptr(&self, group: usize, panel: usize) -> *const i32 {
+        let index = group * self.shape.panels_per_group() + panel;
+        self.shift_correction[index * PANEL..].as_ptr()
+    }
+}
+
+/// Depthwise weights (one input and one output channel per group), as int16
+/// pairs of taps for `vpmaddwd` with channels in lanes.
+///
+/// For each block of `block` channels and each pair of taps `(2j, 2j + 1)`
+/// there are two vectors, "low" and "high", of `block / 2` int32 lanes; the
+/// lane holds the two taps' weights of one channel. Which channel a lane
+/// holds follows the byte interleave the kernel uses (see [`Self::channel`]).
+#[derive(Clone)]
+pub(super) struct DepthwiseWeights {
+    pub channels: usize,
+    pub taps: usize,
+    /// Channels per block: 32 for 512-bit kernels, 16 for 256-bit ones.
+    pub block: usize,
+    lines: Lines,
+}
+
+impl DepthwiseWeights {
+    /// Packs `weights` laid out `[channel][tap]`.
+    pub(super) fn build(weights: &[i8], channels: usize, taps: usize, block: usize) -> Self {
+        assert!(
+            block == 16 || block == 32,
+            "depthwise block must be 16 or 32"
+        );
+        assert_eq!(
+            weights.len(),
+            channels * taps,
+            "depthwise packing: weight count does not match the shape"
+        );
+        let blocks = channels.div_ceil(block);
+        let pairs = taps.div_ceil(2);
+        let mut lines = Lines::zeroed(blocks * pairs * block * 2 * 2);
+        for b in 0..blocks {
+            for pair in 0..pairs {
+                for half in 0..2 {
+                    for lane in 0..block / 2 {
+                        let c = b * block + Self::channel(block, half, lane);
+                        if c >= channels {
+                            continue;
+                        }
+                        for k in 0..2 {
+                            let t = 2 * pair + k;
+                            if t < taps {
+                                let index = ((b * pairs + pair) * 2 + half) * block + 2 * lane + k;
+                                lines.set_i16(index, weights[c * taps + t] as i16);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        DepthwiseWeights {
+            channels,
+            taps,
+            block,
+            lines,
+        }
+    }
+
+    /// Channel (within its block) that int32 lane `lane` of the low
+    /// (`half` 0) or high (`half` 1) vector holds. Byte unpacking works
+    /// within 128-bit lanes, so a 512-bit kernel's low vector holds channels
+    /// 0-7 and 16-23 and its high vector channels 8-15 and 24-31.
+    pub(super) fn channel(block: usize, half: usize, lane: usize) -> usize {
+        if block == 16 {
+            half * 8 + lane
+        } else {
+            (lane / 8) * 16 + half * 8 + lane % 8
+        }
+    }
+
+    pub(super) fn pairs(&self) -> usize {
+        self.taps.div_ceil(2)
+    }
+
+    /// First byte of block `b`'s weights.
+    pub(super) fn block_ptr(&self, b: usize) -> *const u8 {
+        let bytes = self.pairs() * self.block * 2 * 2;
+        // SAFETY: `b` is below the block count, so the offset stays inside the buffer.
+        unsafe { self.lines.as_ptr().add(b * bytes) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panel_layout_and_corrections() {
+        // 2 output channels, 5 input channels, 1 tap: steps of 4 channels.
+        let shape = PanelShape {
+            groups: 1,
+            out_per_group: 2,
+            in_per_group: 5,
+            taps: 1,
+        };
+        let w: Vec<i8> = (1..=10).collect();
+        let p = Panels::build(Encoding::Bytes, shape, &w, &[15, 40]);
+        assert_eq!(p.panel_stride(), 2 * 64);
+        // SAFETY: the buffer holds one panel of 2 steps of 64 bytes.
+        let bytes = unsafe { std::slice::from_raw_parts(p.panel_ptr(0, 0), 128) };
+        assert_eq!(&bytes[..8], &[1, 2, 3, 4, 6, 7, 8, 9]);
+        assert_eq!(&bytes[64..72], &[5, 0, 0, 0, 10, 0, 0, 0]);
+        // SAFETY: one panel has PANEL corrections.
+        let corr = unsafe { std::slice::from_raw_parts(p.correction_ptr(0, 0), 3) };
+        assert_eq!(corr, &[-1920, -5120, 0]);
+    }
+
+    #[test]
+    fn depthwise_lanes_cover_each_channel_once() {
+        for block in [16, 32] {
+            let mut seen = vec![0; block];
+            for half in 0..2 {
+                for lane in 0..block / 2 {
+                    seen[DepthwiseWeights::channel(block, half, lane)] += 1;
+                }
+            }
+            assert!(seen.iter().all(|&n| n == 1), "block {block}: {seen:?}");
+        }
+    }
+}

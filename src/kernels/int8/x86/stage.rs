@@ -1,0 +1,542 @@
+//! The output stage on vectors: the arithmetic of
+//! [`OutputStage::store_row`], 16 or 8 channels at a time.
+//!
+//! Every step is the same IEEE f32 operation in the same order as the scalar
+//! stage (no fused multiply-add), and conversions round half to even as
+//! `cvtps2dq` does under the default MXCSR, so results match bit for bit.
+//! Activations without an exact vector form run lane by lane through
+//! [`Activation::apply`]. The one difference: when two operands of an
+//! addition or product are both NaN, which NaN payload survives may differ.
+
+use std::any::TypeId;
+use std::arch::x86_64::*;
+
+use crate::kernels::int8::elem::{OutputElem, QuantSlice};
+use crate::kernels::int8::output::{Activation, OutputStage, PerChannel};
+
+/// Element type of the output buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum OutKind {
+    I8,
+    U8,
+    I32,
+    F32,
+}
+
+impl OutKind {
+    pub(super) fn of<O: 'static>() -> Option<OutKind> {
+        let id = TypeId::of::<O>();
+        if id == TypeId::of::<i8>() {
+            Some(OutKind::I8)
+        } else if id == TypeId::of::<u8>() {
+            Some(OutKind::U8)
+        } else if id == TypeId::of::<i32>() {
+            Some(OutKind::I32)
+        } else if id == TypeId::of::<f32>() {
+            Some(OutKind::F32)
+        } else {
+            None
+        }
+    }
+}
+
+/// A per-channel stage parameter, resolved once per call.
+#[derive(Clone, Copy)]
+enum Param<'a> {
+    Absent,
+    Uniform(f32),
+    PerChannel(&'a [f32]),
+}
+
+impl<'a> Param<'a> {
+    fn new(values: &'a PerChannel, channels: usize, what: &str) -> Param<'a> {
+        match values.0.len() {
+            0 => Param::Absent,
+            1 => Param::Uniform(values.0[0]),
+            n => {
+                assert!(
+                    n >= channels,
+                    "output stage {what} has {n} values for {channels} channels"
+                );
+                Param::PerChannel(&values.0)
+            }
+        }
+    }
+}
+
+/// An activation in the form the vector code applies it.
+#[derive(Clone, Copy)]
+enum VecAct {
+    Relu,
+    Leaky(f32),
+    Clip(f32, f32),
+    Abs,
+    Square,
+    Sqrt,
+    /// No exact vector form: applied lane by lane with [`Activation::apply`].
+    Lanewise(Activation),
+}
+
+impl VecAct {
+    fn new(act: Activation, kind: OutKind) -> VecAct {
+        match act {
+            Activation::Relu => VecAct::Relu,
+            Activation::Leaky { slope } => VecAct::Leaky(slope),
+            // `f32::max`/`min` leave the sign of a zero result unspecified, so
+            // only integer outputs, where -0 and +0 both store 0, clip on vectors.
+            Activation::Clip { min, max }
+                if kind != OutKind::F32 && !min.is_nan() && !max.is_nan() =>
+            {
+                VecAct::Clip(min, max)
+            }
+            Activation::Abs => VecAct::Abs,
+            Activation::Square => VecAct::Square,
+            Activation::Sqrt => VecAct::Sqrt,
+            other => VecAct::Lanewise(other),
+        }
+    }
+}
+
+/// Kept out of line so that it compiles exactly as the scalar stage's call
+/// does, without the vector target features of its callers.
+#[inline(never)]
+fn apply_lane(act: Activation, v: f32) -> f32 {
+    act.apply(v)
+}
+
+/// An [`OutputStage`] prepared for one kernel call.
+pub(super) struct StagePlan<'a> {
+    stage: &'a OutputStage,
+    kind: OutKind,
+    identity: bool,
+    bias: Param<'a>,
+    scale: Param<'a>,
+    act: Option<VecAct>,
+    act_scale: Option<f32>,
+    /// Residual scale and operand, present when both are given.
+    sum: Option<(f32, QuantSlice<'a>)>,
+    residual: Option<QuantSlice<'a>>,
+    post_act: Option<VecAct>,
+}
+
+impl<'a> StagePlan<'a> {
+    /// Prepares `stage` for outputs of `kind` with `channels` channels.
+    pub(super) fn new(
+        stage: &'a OutputStage,
+        kind: OutKind,
+        residual: Option<QuantSlice<'a>>,
+        channels: usize,
+    ) -> StagePlan<'a> {
+        StagePlan {
+            stage,
+            kind,
+            identity: stage.is_identity(),
+            bias: Param::new(&stage.bias, channels, "bias"),
+            scale: Param::new(&stage.scale, channels, "scale"),
+            act: stage.activation.map(|a| VecAct::new(a, kind)),
+            act_scale: stage.act_scale,
+            sum: stage.sum_scale.zip(residual),
+            residual,
+            post_act: stage.post_sum_activation.map(|a| VecAct::new(a, kind)),
+        }
+    }
+
+    /// Stores one value with the scalar stage's code.
+    ///
+    /// # Safety
+    /// `out` must point to an output buffer of this plan's kind with more than
+    /// `index` elements, and `index` must be inside the residual if there is one.
+    unsafe fn store_scalar(&self, acc: i32, channel: usize, index: usize, out: *mut u8) {
+        // SAFETY: the caller guarantees `out` holds element `index` of `self.kind`.
+        unsafe {
+            match self.kind {
+                OutKind::I8 => self.store_scalar_as::<i8>(acc, channel, index, out),
+                OutKind::U8 => self.store_scalar_as::<u8>(acc, channel, index, out),
+                OutKind::I32 => self.store_scalar_as::<i32>(acc, channel, index, out),
+                OutKind::F32 => self.store_scalar_as::<f32>(acc, channel, index, out),
+            }
+        }
+    }
+
+    unsafe fn store_scalar_as<O: OutputElem>(
+        &self,
+        acc: i32,
+        channel: usize,
+        index: usize,
+        out: *mut u8,
+    ) {
+        let value = if self.identity {
+            O::from_acc(acc)
+        } else {
+            let r = self.residual.map(|s| s.get_f32(index));
+            O::from_f32(self.stage.compute(channel, acc, r))
+        };
+        // SAFETY: the caller guarantees `out` is an `O` buffer holding `index`.
+        unsafe { out.cast::<O>().add(index).write_unaligned(value) };
+    }
+}
+
+/// Applies the stage to `n` accumulators for channels `channel..channel + n`
+/// and writes them to output elements `index..index + n`, 16 at a time.
+///
+/// # Safety
+/// The CPU must support AVX-512 F, BW and VL. `acc` must hold `n` values,
+/// `out` must be a buffer of the plan's kind holding elements up to
+/// `index + n`, and the residual, if any, must be as long as the output.
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl")]
+pub(super) unsafe fn store_row_avx512(
+    plan: &StagePlan,
+    acc: *const i32,
+    n: usize,
+    channel: usize,
+    index: usize,
+    out: *mut u8,
+) {
+    let mut i = 0;
+    while i < n {
+        let lanes = (n - i).min(16);
+        let mask: __mmask16 = (((1u32 << lanes) - 1) & 0xffff) as u16;
+        // SAFETY: lanes past `n` are masked off, so only `acc[i..n]` is read,
+        // and the stores below write only the masked-in elements.
+        unsafe {
+            let a = _mm512_maskz_loadu_epi32(mask, acc.add(i));
+            if plan.identity {
+                store_acc_avx512(plan.kind, a, mask, out, index + i);
+            } else {
+                let v = compute_avx512(plan, a, mask, channel + i, index + i);
+                store_f32_avx512(plan.kind, v, mask, out, index + i);
+            }
+        }
+        i += 16;
+    }
+}
+
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl")]
+unsafe fn compute_avx512(
+    plan: &StagePlan,
+    acc: __m512i,
+    mask: __mmask16,
+    channel: usize,
+    index: usize,
+) -> __m512 {
+    let mut v = _mm512_cvtepi32_ps(acc);
+    // SAFETY (all loads below): per-channel parameters hold every channel
+    // (checked in `StagePlan::new`) and the residual is as long as the
+    // output; lanes past the row are masked off.
+    match plan.bias {
+        Param::Absent => {}
+        Param::Uniform(b) => v = _mm512_add_ps(v, _mm512_set1_ps(b)),
+        Param::PerChannel(b) => {
+            let b = unsafe { _mm512_maskz_loadu_ps(mask, b.as_ptr().add(channel)) };
+            v = _mm512_add_ps(v, b);
+        }
+    }
+    match plan.scale {
+        Param::Absent => {}
+        Param::Uniform(s) => v = _mm512_mul_ps(v, _mm512_set1_ps(s)),
+        Param::PerChannel(s) => {
+            let s = unsafe { _mm512_maskz_loadu_ps(mask, s.as_ptr().add(channel)) };
+            v = _mm512_mul_ps(v, s);
+        }
+    }
+    if let Some(act) = plan.act {
+        v = activate_avx512(act, v);
+    }
+    if let Some(s) = plan.act_scale {
+        v = _mm512_mul_ps(v, _mm512_set1_ps(s));
+    }
+    if let Some((s, residual)) = plan.sum {
+        let r = unsafe { load_residual_avx512(residual, mask, index) };
+        v = _mm512_add_ps(v, _mm512_mul_ps(_mm512_set1_ps(s), r));
+    }
+    if let Some(act) = plan.post_act {
+        v = activate_avx512(act, v);
+    }
+    v
+}
+
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl")]
+unsafe fn load_residual_avx512(residual: QuantSlice, mask: __mmask16, index: usize) -> __m512 {
+    // SAFETY: the caller guarantees the masked-in elements exist.
+    let ints = unsafe {
+        match residual {
+            QuantSlice::I8(r) => {
+                _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mask, r.as_ptr().add(index)))
+            }
+            QuantSlice::U8(r) => {
+                _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mask, r.as_ptr().add(index).cast()))
+            }
+            QuantSlice::I32(r) => _mm512_maskz_loadu_epi32(mask, r.as_ptr().add(index)),
+        }
+    };
+    _mm512_cvtepi32_ps(ints)
+}
+
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl")]
+fn activate_avx512(act: VecAct, v: __m512) -> __m512 {
+    let zero = _mm512_setzero_ps();
+    match act {
+        // `vmaxps` returns its second operand for NaN and for -0 vs +0,
+        // which is the scalar `if v > 0 { v } else { 0 }`.
+        VecAct::Relu => _mm512_max_ps(v, zero),
+        VecAct::Leaky(slope) => {
+            let positive = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, zero);
+            _mm512_mask_blend_ps(positive, _mm512_mul_ps(v, _mm512_set1_ps(slope)), v)
+        }
+        // `f32::max` ignores a NaN operand; `vmaxps` returns the second one.
+        VecAct::Clip(lo, hi) => {
+            _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(lo)), _mm512_set1_ps(hi))
+        }
+        VecAct::Abs => _mm512_abs_ps(v),
+        VecAct::Square => _mm512_mul_ps(v, v),
+        VecAct::Sqrt => _mm512_sqrt_ps(v),
+        VecAct::Lanewise(act) => {
+            let mut lanes = [0f32; 16];
+            // SAFETY: `lanes` holds 16 floats.
+            unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), v) };
+            for x in &mut lanes {
+                *x = apply_lane(act, *x);
+            }
+            // SAFETY: as above.
+            unsafe { _mm512_loadu_ps(lanes.as_ptr()) }
+        }
+    }
+}
+
+/// Rounds half to even and saturates into `[lo, hi]`; NaN becomes 0, as in
+/// `QuantElem::saturate`.
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl")]
+fn round_saturate_avx512(v: __m512, lo: f32, hi: f32) -> __m512i {
+    let ordered = _mm512_cmp_ps_mask::<_CMP_ORD_Q>(v, v);
+    let v = _mm512_maskz_mov_ps(ordered, v);
+    let v = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(lo)), _mm512_set1_ps(hi));
+    _mm512_cvtps_epi32(v)
+}
+
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl")]
+unsafe fn store_f32_avx512(kind: OutKind, v: __m512, mask: __mmask16, out: *mut u8, index: usize) {
+    // SAFETY: the caller guarantees the masked-in elements exist in `out`.
+    unsafe {
+        match kind {
+            OutKind::F32 => _mm512_mask_storeu_ps(out.cast::<f32>().add(index), mask, v),
+            OutKind::I8 => {
+                let q = round_saturate_avx512(v, -128.0, 127.0);
+                _mm512_mask_cvtepi32_storeu_epi8(out.cast::<i8>().add(index), mask, q);
+            }
+            OutKind::U8 => {
+                let q = round_saturate_avx512(v, 0.0, 255.0);
+                _mm512_mask_cvtepi32_storeu_epi8(out.cast::<i8>().add(index), mask, q);
+            }
+            OutKind::I32 => {
+                let q = round_saturate_avx512(v, -2_147_483_648.0, 2_147_483_520.0);
+                _mm512_mask_storeu_epi32(out.cast::<i32>().add(index), mask, q);
+            }
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl")]
+unsafe fn store_acc_avx512(kind: OutKind, a: __m512i, mask: __mmask16, out: *mut u8, index: usize) {
+    let clamp = |lo: i32, hi: i32| {
+        _mm512_min_epi32(
+            _mm512_max_epi32(a, _mm512_set1_epi32(lo)),
+            _mm512_set1_epi32(hi),
+        )
+    };
+    // SAFETY: the caller guarantees the masked-in elements exist in `out`.
+    unsafe {
+        match kind {
+            OutKind::I32 => _mm512_mask_storeu_epi32(out.cast::<i32>().add(index), mask, a),
+            OutKind::F32 => {
+                _mm512_mask_storeu_ps(out.cast::<f32>().add(index), mask, _mm512_cvtepi32_ps(a))
+            }
+            OutKind::I8 => _mm512_mask_cvtepi32_storeu_epi8(
+                out.cast::<i8>().add(index),
+                mask,
+                clamp(-128, 127),
+            ),
+            OutKind::U8 => {
+                _mm512_mask_cvtepi32_storeu_epi8(out.cast::<i8>().add(index), mask, clamp(0, 255))
+            }
+        }
+    }
+}
+
+/// The AVX2 form of [`store_row_avx512`]: 8 channels at a time, and the
+/// last `n % 8` through the scalar stage.
+///
+/// # Safety
+/// The CPU must support AVX2; otherwise as [`store_row_avx512`].
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn store_row_avx2(
+    plan: &StagePlan,
+    acc: *const i32,
+    n: usize,
+    channel: usize,
+    index: usize,
+    out: *mut u8,
+) {
+    let full = n - n % 8;
+    let mut i = 0;
+    while i < full {
+        // SAFETY: elements `i..i + 8` are inside the row.
+        unsafe {
+            let a = _mm256_loadu_si256(acc.add(i).cast());
+            if plan.identity {
+                store_acc_avx2(plan.kind, a, out, index + i);
+            } else {
+                let v = compute_avx2(plan, a, channel + i, index + i);
+                store_f32_avx2(plan.kind, v, out, index + i);
+            }
+        }
+        i += 8;
+    }
+    for j in full..n {
+        // SAFETY: element `j` is inside the row.
+        unsafe { plan.store_scalar(*acc.add(j), channel + j, index + j, out) };
+    }
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn compute_avx2(plan: &StagePlan, acc: __m256i, channel: usize, index: usize) -> __m256 {
+    let mut v = _mm256_cvtepi32_ps(acc);
+    // SAFETY (all loads below): per-channel parameters hold every channel
+    // and the residual is as long as the output; all 8 lanes are in the row.
+    match plan.bias {
+        Param::Absent => {}
+        Param::Uniform(b) => v = _mm256_add_ps(v, _mm256_set1_ps(b)),
+        Param::PerChannel(b) => {
+            v = _mm256_add_ps(v, unsafe { _mm256_loadu_ps(b.as_ptr().add(channel)) })
+        }
+    }
+    match plan.scale {
+        Param::Absent => {}
+        Param::Uniform(s) => v = _mm256_mul_ps(v, _mm256_set1_ps(s)),
+        Param::PerChannel(s) => {
+            v = _mm256_mul_ps(v, unsafe { _mm256_loadu_ps(s.as_ptr().add(channel)) })
+        }
+    }
+    if let Some(act) = plan.act {
+        v = activate_avx2(act, v);
+    }
+    if let Some(s) = plan.act_scale {
+        v = _mm256_mul_ps(v, _mm256_set1_ps(s));
+    }
+    if let Some((s, residual)) = plan.sum {
+        let r = unsafe { load_residual_avx2(residual, index) };
+        v = _mm256_add_ps(v, _mm256_mul_ps(_mm256_set1_ps(s), r));
+    }
+    if let Some(act) = plan.post_act {
+        v = activate_avx2(act, v);
+    }
+    v
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn load_residual_avx2(residual: QuantSlice, index: usize) -> __m256 {
+    // SAFETY: the caller guarantees 8 elements from `index` exist.
+    let ints = unsafe {
+        match residual {
+            QuantSlice::I8(r) => {
+                _mm256_cvtepi8_epi32(_mm_loadl_epi64(r.as_ptr().add(index).cast()))
+            }
+            QuantSlice::U8(r) => {
+                _mm256_cvtepu8_epi32(_mm_loadl_epi64(r.as_ptr().add(index).cast()))
+            }
+            QuantSlice::I32(r) => _mm256_loadu_si256(r.as_ptr().add(index).cast()),
+        }
+    };
+    _mm256_cvtepi32_ps(ints)
+}
+
+#[target_feature(enable = "avx2")]
+fn activate_avx2(act: VecAct, v: __m256) -> __m256 {
+    let zero = _mm256_setzero_ps();
+    match act {
+        VecAct::Relu => _mm256_max_ps(v, zero),
+        VecAct::Leaky(slope) => {
+            let positive = _mm256_cmp_ps::<_CMP_GT_OQ>(v, zero);
+            _mm256_blendv_ps(_mm256_mul_ps(v, _mm256_set1_ps(slope)), v, positive)
+        }
+        VecAct::Clip(lo, hi) => {
+            _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(lo)), _mm256_set1_ps(hi))
+        }
+        VecAct::Abs => _mm256_and_ps(v, _mm256_castsi256_ps(_mm256_set1_epi32(i32::MAX))),
+        VecAct::Square => _mm256_mul_ps(v, v),
+        VecAct::Sqrt => _mm256_sqrt_ps(v),
+        VecAct::Lanewise(act) => {
+            let mut lanes = [0f32; 8];
+            // SAFETY: `lanes` holds 8 floats.
+            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) };
+            for x in &mut lanes {
+                *x = apply_lane(act, *x);
+            }
+            // SAFETY: as above.
+            unsafe { _mm256_loadu_ps(lanes.as_ptr()) }
+        }
+    }
+}
+
+#[target_feature(enable = "avx2")]
+fn round_saturate_avx2(v: __m256, lo: f32, hi: f32) -> __m256i {
+    let ordered = _mm256_cmp_ps::<_CMP_ORD_Q>(v, v);
+    let v = _mm256_and_ps(v, ordered);
+    let v = _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(lo)), _mm256_set1_ps(hi));
+    _mm256_cvtps_epi32(v)
+}
+
+/// Narrows 8 int32 lanes already inside the target range to 8 bytes.
+#[target_feature(enable = "avx2")]
+fn narrow_avx2(q: __m256i, unsigned: bool) -> __m128i {
+    let words = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256::<1>(q));
+    if unsigned {
+        _mm_packus_epi16(words, words)
+    } else {
+        _mm_packs_epi16(words, words)
+    }
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn store_f32_avx2(kind: OutKind, v: __m256, out: *mut u8, index: usize) {
+    // SAFETY: the caller guarantees 8 elements from `index` exist in `out`.
+    unsafe {
+        match kind {
+            OutKind::F32 => _mm256_storeu_ps(out.cast::<f32>().add(index), v),
+            OutKind::I8 => {
+                let q = narrow_avx2(round_saturate_avx2(v, -128.0, 127.0), false);
+                _mm_storel_epi64(out.add(index).cast(), q);
+            }
+            OutKind::U8 => {
+                let q = narrow_avx2(round_saturate_avx2(v, 0.0, 255.0), true);
+                _mm_storel_epi64(out.add(index).cast(), q);
+            }
+            OutKind::I32 => {
+                let q = round_saturate_avx2(v, -2_147_483_648.0, 2_147_483_520.0);
+                _mm256_storeu_si256(out.cast::<i32>().add(index).cast(), q);
+            }
+        }
+    }
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn store_acc_avx2(kind: OutKind, a: __m256i, out: *mut u8, index: usize) {
+    let clamp = |lo: i32, hi: i32| {
+        _mm256_min_epi32(
+            _mm256_max_epi32(a, _mm256_set1_epi32(lo)),
+            _mm256_set1_epi32(hi),
+        )
+    };
+    // SAFETY: the caller guarantees 8 elements from `index` exist in `out`.
+    unsafe {
+        match kind {
+            OutKind::I32 => _mm256_storeu_si256(out.cast::<i32>().add(index).cast(), a),
+            OutKind::F32 => _mm256_storeu_ps(out.cast::<f32>().add(index), _mm256_cvtepi32_ps(a)),
+            OutKind::I8 => {
+                _mm_storel_epi64(out.add(index).cast(), narrow_avx2(clamp(-128, 127), false))
+            }
+            OutKind::U8 => {
+                _mm_storel_epi64(out.add(index).cast(), narrow_avx2(clamp(0, 255), true))
+            }
+        }
+    }
+}

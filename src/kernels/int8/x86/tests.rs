@@ -1,0 +1,589 @@
+//! Every SIMD tier this CPU runs against the scalar reference, bit for bit.
+
+use super::*;
+use crate::kernels::int8::conv::conv_reference;
+use crate::kernels::int8::gemm::{gemm_reference, PackedGemmWeights};
+use crate::kernels::int8::output::{Activation, PerChannel};
+
+/// SplitMix64: small, deterministic, good enough for test data.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `lo..=hi`.
+    fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + (self.next() % (hi - lo + 1) as u64) as usize
+    }
+
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32
+    }
+
+    fn bytes<T: bytemuck::Pod>(&mut self, n: usize) -> Vec<T> {
+        let raw: Vec<u8> = (0..n).map(|_| self.next() as u8).collect();
+        raw.iter()
+            .map(|&b| bytemuck::cast::<[u8; 1], T>([b]))
+            .collect()
+    }
+}
+
+/// Tiers above scalar that this CPU runs.
+fn simd_tiers() -> Vec<Isa> {
+    isa::supported().filter(|&i| i != Isa::Scalar).collect()
+}
+
+/// Bitwise equality; all NaNs are equal (see the stage module on payloads).
+trait Bits: Copy + std::fmt::Debug {
+    fn same(self, other: Self) -> bool;
+}
+
+impl Bits for i8 {
+    fn same(self, other: Self) -> bool {
+        self == other
+    }
+}
+
+impl Bits for u8 {
+    fn same(self, other: Self) -> bool {
+        self == other
+    }
+}
+
+impl Bits for i32 {
+    fn same(self, other: Self) -> bool {
+        self == other
+    }
+}
+
+impl Bits for f32 {
+    fn same(self, other: Self) -> bool {
+        self.to_bits() == other.to_bits() || (self.is_nan() && other.is_nan())
+    }
+}
+
+fn assert_same<T: Bits>(got: &[T], want: &[T], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    if let Some(i) = (0..got.len()).find(|&i| !got[i].same(want[i])) {
+        panic!(
+            "{what}: element {i} is {:?}, reference {:?}",
+            got[i], want[i]
+        );
+    }
+}
+
+/// The output stage variants every kernel is checked with.
+fn stages(rng: &mut Rng, channels: usize, typical: f32) -> Vec<(&'static str, OutputStage)> {
+    let per_channel = |rng: &mut Rng, lo: f32, hi: f32| {
+        PerChannel((0..channels).map(|_| lo + (hi - lo) * rng.unit()).collect())
+    };
+    // Scales that map typical accumulators to roughly -300..300, so every
+    // output type saturates somewhere.
+    let s = 300.0 / typical.max(1.0);
+    let mut list = vec![
+        ("identity", OutputStage::default()),
+        (
+            "bias uniform",
+            OutputStage {
+                bias: PerChannel::uniform(-3.0),
+                ..Default::default()
+            },
+        ),
+        (
+            "bias and scale per channel, relu",
+            OutputStage {
+                bias: per_channel(rng, -typical, typical),
+                scale: per_channel(rng, 0.2 * s, s),
+                activation: Some(Activation::Relu),
+                ..Default::default()
+            },
+        ),
+        (
+            "negative scale, leaky",
+            OutputStage {
+                scale: per_channel(rng, -s, s),
+                activation: Some(Activation::Leaky { slope: 0.1 }),
+                ..Default::default()
+            },
+        ),
+        (
+            "relu6 clip, act scale",
+            OutputStage {
+                scale: PerChannel::uniform(6.0 / typical.max(1.0)),
+                activation: Some(Activation::Clip { min: 0.0, max: 6.0 }),
+                act_scale: Some(21.1),
+                ..Default::default()
+            },
+        ),
+        (
+            "negative scale through clip",
+            OutputStage {
+                scale: PerChannel::uniform(-s),
+                activation: Some(Activation::Clip {
+                    min: 0.0,
+                    max: 100.0,
+                }),
+                ..Default::default()
+            },
+        ),
+    ];
+    for act in [
+        Activation::Elu { alpha: 0.5 },
+        Activation::Abs,
+        Activation::Sigmoid,
+        Activation::Tanh,
+        Activation::SoftRelu,
+        Activation::Square,
+        Activation::Sqrt,
+        Activation::Exp,
+    ] {
+        list.push((
+            "transcendental or other activation",
+            OutputStage {
+                scale: PerChannel::uniform(4.0 / typical.max(1.0)),
+                activation: Some(act),
+                act_scale: Some(30.0),
+                ..Default::default()
+            },
+        ));
+    }
+    list
+}
+
+/// Stages with a fused residual sum.
+fn residual_stages(typical: f32) -> Vec<(&'static str, OutputStage)> {
+    vec![
+        (
+            "sum",
+            OutputStage {
+                scale: PerChannel::uniform(100.0 / typical.max(1.0)),
+                sum_scale: Some(0.75),
+                ..Default::default()
+            },
+        ),
+        (
+            "relu, sum, post relu",
+            OutputStage {
+                bias: PerChannel::uniform(5.0),
+                scale: PerChannel::uniform(150.0 / typical.max(1.0)),
+                activation: Some(Activation::Relu),
+                sum_scale: Some(1.5),
+                post_sum_activation: Some(Activation::Relu),
+                ..Default::default()
+            },
+        ),
+    ]
+}
+
+/// Runs `pack`'s tier and the reference with one output type and compares.
+#[allow(clippy::too_many_arguments)]
+fn check_conv_as<X: QuantElem, O: OutputElem + Bits + Default>(
+    pack: &ConvPack,
+    geom: &ConvGeometry,
+    x: &[X],
+    w: &PackedConvWeights,
+    stage: &OutputStage,
+    residual: Option<QuantSlice>,
+    what: &str,
+) {
+    let mut want = vec![O::default(); geom.output_len()];
+    conv_reference(geom, x, w, stage, residual, &mut want);
+    let mut got = vec![O::default(); geom.output_len()];
+    assert!(
+        conv(pack, geom, x, stage, residual, &mut got),
+        "{what}: no SIMD kernel"
+    );
+    assert_same(&got, &want, what);
+}
+
+/// Compares every SIMD tier with the reference on one convolution, for
+/// all stages and output types.
+fn check_conv<X: QuantElem>(
+    rng: &mut Rng,
+    geom: &ConvGeometry,
+    x: &[X],
+    weights: &[i8],
+    label: &str,
+) {
+    let w = PackedConvWeights::pack(
+        weights,
+        geom.out_channels,
+        geom.in_channels_per_group(),
+        geom.kernel,
+    );
+    let depth = geom.in_channels_per_group() * geom.kernel.iter().product::<usize>();
+    let typical = 64.0 * (depth as f32).sqrt() * 16.0;
+    let stage_list = stages(rng, geom.out_channels, typical);
+    let res_i8: Vec<i8> = rng.bytes(geom.output_len());
+    let res_u8: Vec<u8> = rng.bytes(geom.output_len());
+    let res_i32: Vec<i32> = (0..geom.output_len())
+        .map(|_| rng.next() as i32 >> rng.range(0, 31))
+        .collect();
+    for isa in simd_tiers() {
+        let pack = ConvPack::new(isa, &w, geom.groups).expect("tier runs on this CPU");
+        for (k, (name, stage)) in stage_list.iter().enumerate() {
+            let what = format!("{label}, {isa}, {name} ({k})");
+            // Every output type for every stage would be slow in debug
+            // builds; rotate them, keeping int32 and f32 for the identity.
+            match k % 4 {
+                0 => {
+                    check_conv_as::<X, i32>(&pack, geom, x, &w, stage, None, &what);
+                    check_conv_as::<X, f32>(&pack, geom, x, &w, stage, None, &what);
+                }
+                1 => check_conv_as::<X, i8>(&pack, geom, x, &w, stage, None, &what),
+                2 => check_conv_as::<X, u8>(&pack, geom, x, &w, stage, None, &what),
+                _ => check_conv_as::<X, f32>(&pack, geom, x, &w, stage, None, &what),
+            }
+        }
+        for (name, stage) in residual_stages(typical) {
+            let what = format!("{label}, {isa}, {name}");
+            let r8 = Some(QuantSlice::I8(&res_i8));
+            check_conv_as::<X, i8>(&pack, geom, x, &w, &stage, r8, &what);
+            let ru8 = Some(QuantSlice::U8(&res_u8));
+            check_conv_as::<X, u8>(&pack, geom, x, &w, &stage, ru8, &what);
+            let r32 = Some(QuantSlice::I32(&res_i32));
+            check_conv_as::<X, f32>(&pack, geom, x, &w, &stage, r32, &what);
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn geometry(
+    batch: usize,
+    in_channels: usize,
+    out_channels: usize,
+    groups: usize,
+    input: [usize; 3],
+    kernel: [usize; 3],
+    stride: [usize; 3],
+    dilate: [usize; 3],
+    pad: [usize; 3],
+) -> ConvGeometry {
+    let output = std::array::from_fn(|i| {
+        let span = (kernel[i] - 1) * dilate[i] + 1;
+        (input[i] + 2 * pad[i]).saturating_sub(span) / stride[i] + 1
+    });
+    ConvGeometry {
+        batch,
+        in_channels,
+        out_channels,
+        groups,
+        input,
+        output,
+        kernel,
+        stride,
+        dilate,
+        pad,
+    }
+}
+
+fn random_geometry(rng: &mut Rng, depthwise: bool) -> ConvGeometry {
+    let groups = if depthwise {
+        rng.range(1, 70)
+    } else {
+        [1, 1, 2, 3][rng.range(0, 3)]
+    };
+    let (icg, ocg) = if depthwise {
+        (1, 1)
+    } else {
+        (rng.range(1, 37), rng.range(1, 70))
+    };
+    let dims = rng.range(1, 3);
+    let mut input = [1; 3];
+    let mut kernel = [1; 3];
+    let mut stride = [1; 3];
+    let mut dilate = [1; 3];
+    let mut pad = [0; 3];
+    for i in 3 - dims..3 {
+        kernel[i] = rng.range(1, 3);
+        stride[i] = rng.range(1, 2);
+        dilate[i] = rng.range(1, 2);
+        let span = (kernel[i] - 1) * dilate[i] + 1;
+        pad[i] = rng.range(0, span / 2 + 1);
+        input[i] = rng.range(
+            span.saturating_sub(2 * pad[i]).max(1),
+            if dims == 3 { 5 } else { 9 },
+        );
+    }
+    geometry(
+        rng.range(1, 2),
+        groups * icg,
+        groups * ocg,
+        groups,
+        input,
+        kernel,
+        stride,
+        dilate,
+        pad,
+    )
+}
+
+fn random_case(rng: &mut Rng, depthwise: bool, case: usize) {
+    let geom = random_geometry(rng, depthwise);
+    let weight_count =
+        geom.out_channels * geom.in_channels_per_group() * geom.kernel.iter().product::<usize>();
+    let weights: Vec<i8> = rng.bytes(weight_count);
+    let label = format!("case {case} {geom:?}");
+    if case.is_multiple_of(2) {
+        let x: Vec<i8> = rng.bytes(geom.input_len());
+        check_conv(rng, &geom, &x, &weights, &format!("{label}, int8 data"));
+    } else {
+        let x: Vec<u8> = rng.bytes(geom.input_len());
+        check_conv(rng, &geom, &x, &weights, &format!("{label}, uint8 data"));
+    }
+}
+
+#[test]
+fn conv_random_shapes_match_reference() {
+    let mut rng = Rng(1);
+    for case in 0..24 {
+        random_case(&mut rng, false, case);
+    }
+}
+
+#[test]
+fn depthwise_random_shapes_match_reference() {
+    let mut rng = Rng(2);
+    for case in 0..16 {
+        random_case(&mut rng, true, case);
+    }
+}
+
+#[test]
+fn conv_extreme_values_match_reference() {
+    let mut rng = Rng(3);
+    // 67 input channels: 16 full steps of 4 and a partial one.
+    let geom = geometry(
+        1,
+        67,
+        35,
+        1,
+        [1, 5, 6],
+        [1, 3, 3],
+        [1, 1, 1],
+        [1, 1, 1],
+        [0, 1, 1],
+    );
+    let n = 35 * 67 * 9;
+    for (wname, w) in [("-128", vec![-128i8; n]), ("127", vec![127i8; n])] {
+        for (xname, x) in [
+            ("-128", vec![-128i8; geom.input_len()]),
+            ("127", vec![127i8; geom.input_len()]),
+        ] {
+            check_conv(
+                &mut rng,
+                &geom,
+                &x,
+                &w,
+                &format!("int8 data {xname}, weights {wname}"),
+            );
+        }
+        let x = vec![255u8; geom.input_len()];
+        check_conv(
+            &mut rng,
+            &geom,
+            &x,
+            &w,
+            &format!("uint8 data 255, weights {wname}"),
+        );
+    }
+    let dw = geometry(
+        1,
+        37,
+        37,
+        37,
+        [1, 4, 5],
+        [1, 3, 3],
+        [1, 1, 1],
+        [1, 1, 1],
+        [0, 1, 1],
+    );
+    for w in [vec![-128i8; 37 * 9], vec![127i8; 37 * 9]] {
+        check_conv(
+            &mut rng,
+            &dw,
+            &vec![-128i8; dw.input_len()],
+            &w,
+            "depthwise int8 -128",
+        );
+        check_conv(
+            &mut rng,
+            &dw,
+            &vec![127i8; dw.input_len()],
+            &w,
+            "depthwise int8 127",
+        );
+        check_conv(
+            &mut rng,
+            &dw,
+            &vec![255u8; dw.input_len()],
+            &w,
+            "depthwise uint8 255",
+        );
+    }
+}
+
+#[test]
+fn long_reduction_wraps_back_exactly() {
+    // 3x3 over 8,000 channels: 72,000 products, past the 65,792 where
+    // u8 · s8 sums of the shifted VNNI data may leave int32 on the way.
+    let mut rng = Rng(4);
+    let geom = geometry(
+        1,
+        8000,
+        3,
+        1,
+        [1, 3, 3],
+        [1, 3, 3],
+        [1, 1, 1],
+        [1, 1, 1],
+        [0, 0, 0],
+    );
+    let n = 3 * 8000 * 9;
+    let w = vec![-128i8; n];
+    check_conv(
+        &mut rng,
+        &geom,
+        &vec![-128i8; geom.input_len()],
+        &w,
+        "int8 -128",
+    );
+    check_conv(
+        &mut rng,
+        &geom,
+        &vec![127i8; geom.input_len()],
+        &w,
+        "int8 127",
+    );
+    // uint8 data needs no shift; 255 · -128 · 72,000 would not fit int32,
+    // so alternate the weights' signs.
+    let alternating: Vec<i8> = (0..n)
+        .map(|i| if i % 2 == 0 { -128 } else { 127 })
+        .collect();
+    check_conv(
+        &mut rng,
+        &geom,
+        &vec![255u8; geom.input_len()],
+        &alternating,
+        "uint8 255",
+    );
+}
+
+#[test]
+fn gemm_matches_reference() {
+    let mut rng = Rng(5);
+    for (m, k, n) in [
+        (1, 1, 1),
+        (1, 37, 100),
+        (3, 5, 17),
+        (7, 1001, 33),
+        (13, 64, 70),
+        (2, 300, 1),
+    ] {
+        let weights: Vec<i8> = rng.bytes(n * k);
+        let packed = PackedGemmWeights::pack(&weights, n, k);
+        let xs: Vec<i8> = rng.bytes(m * k);
+        let xu: Vec<u8> = rng.bytes(m * k);
+        let typical = 64.0 * (k as f32).sqrt() * 16.0;
+        for isa in simd_tiers() {
+            let pack = GemmPack::new(isa, packed.data(), packed.row_sums(), n, k).expect("tier");
+            for (name, stage) in stages(&mut rng, n, typical) {
+                let what = format!("GEMM {m}x{k}x{n}, {isa}, {name}");
+                let mut want = vec![0i8; m * n];
+                gemm_reference(&xs, &packed, &stage, &mut want);
+                let mut got = vec![0i8; m * n];
+                assert!(gemm_packed(&pack, &xs, &stage, &mut got));
+                assert_same(&got, &want, &format!("{what}, int8 data"));
+                let mut want = vec![0f32; m * n];
+                gemm_reference(&xu, &packed, &stage, &mut want);
+                let mut got = vec![0f32; m * n];
+                assert!(gemm_packed(&pack, &xu, &stage, &mut got));
+                assert_same(&got, &want, &format!("{what}, uint8 data"));
+            }
+        }
+    }
+}
+
+#[test]
+fn public_entry_points_match_reference() {
+    // Whatever tier `MXNET_INT8_ISA` and this CPU select, twice, so the
+    // second call runs on the cached pack.
+    let mut rng = Rng(6);
+    let geom = geometry(
+        2,
+        21,
+        19,
+        1,
+        [1, 6, 7],
+        [1, 3, 3],
+        [1, 2, 2],
+        [1, 1, 1],
+        [0, 1, 1],
+    );
+    let weights: Vec<i8> = rng.bytes(19 * 21 * 9);
+    let w = PackedConvWeights::pack(&weights, 19, 21, [1, 3, 3]);
+    let x: Vec<i8> = rng.bytes(geom.input_len());
+    let stage = OutputStage {
+        scale: PerChannel::uniform(0.01),
+        activation: Some(Activation::Relu),
+        ..Default::default()
+    };
+    let mut want = vec![0u8; geom.output_len()];
+    conv_reference(&geom, &x, &w, &stage, None, &mut want);
+    for _ in 0..2 {
+        let mut got = vec![0u8; geom.output_len()];
+        crate::kernels::int8::conv::conv(&geom, &x, &w, &stage, None, &mut got);
+        assert_eq!(got, want);
+    }
+    let packed = PackedGemmWeights::pack(&weights, 19, 189);
+    let xs: Vec<i8> = rng.bytes(5 * 189);
+    let mut want = vec![0i32; 5 * 19];
+    gemm_reference(&xs, &packed, &OutputStage::default(), &mut want);
+    let mut got = vec![0i32; 5 * 19];
+    crate::kernels::int8::gemm::gemm(&xs, &packed, &OutputStage::default(), &mut got);
+    assert_eq!(got, want);
+}
+
+#[test]
+fn unsupported_types_fall_back() {
+    let w = PackedConvWeights::pack(&[1, 2, 3], 1, 3, [1, 1, 1]);
+    let geom = geometry(
+        1,
+        3,
+        1,
+        1,
+        [1, 1, 2],
+        [1, 1, 1],
+        [1, 1, 1],
+        [1, 1, 1],
+        [0, 0, 0],
+    );
+    for isa in simd_tiers() {
+        let pack = ConvPack::new(isa, &w, 1).expect("tier");
+        let mut out = [0i32; 2];
+        assert!(!conv(
+            &pack,
+            &geom,
+            &[1i32; 6],
+            &OutputStage::default(),
+            None,
+            &mut out
+        ));
+    }
+    assert!(ConvPack::new(Isa::Scalar, &w, 1).is_none());
+}
+
+#[test]
+fn vnni_peak_runs() {
+    if let Some(sum) = vnni_peak(3) {
+        // Chain i starts at i and adds 3 · (1 + 2 + 3 + 4) per lane.
+        let per_lane: i32 = (0..24).sum::<i32>() + 24 * 3 * 10;
+        assert_eq!(sum, 16 * per_lane);
+    }
+}

@@ -1,0 +1,114 @@
+//! AVX-512 VNNI microkernel: `vpdpbusd` on unsigned data bytes and signed
+//! weight bytes.
+//!
+//! Signed data is flipped to unsigned by XOR 0x80 (`u = s + 128`) after the
+//! broadcast. The extra `128 · Σ w` is removed by starting each accumulator
+//! at `-128 · Σ w`, computed at pack time. All int32 arithmetic wraps, so
+//! intermediate sums may overflow: the result is exact whenever the true
+//! dot product fits in int32, whatever the reduction length.
+
+use std::arch::x86_64::*;
+
+use super::tile::{TileArgs, TileFn, TILE_ROW};
+
+/// Register tile of this tier: 6 pixels by 4 panels (64 channels) is 24
+/// accumulators, 4 weight vectors and 1 data vector of the 32 registers.
+pub(super) const TILE_PIXELS: usize = 6;
+pub(super) const TILE_PANELS: usize = 4;
+
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn tile<const MR: usize, const NV: usize, const SIGNED: bool>(args: &TileArgs) {
+    let mut acc = [[_mm512_setzero_si512(); NV]; MR];
+    if SIGNED {
+        for v in 0..NV {
+            // SAFETY: `init` holds 16 values per panel of the tile.
+            let start = unsafe { _mm512_loadu_si512(args.init.add(16 * v).cast()) };
+            for row in acc.iter_mut() {
+                row[v] = start;
+            }
+        }
+    }
+    let flip = _mm512_set1_epi32(0x8080_8080u32 as i32);
+    let step_bytes = 64;
+    for (t, &offset) in args.tap_offsets.iter().enumerate() {
+        // SAFETY: the caller guarantees every derived address is readable.
+        unsafe {
+            let weights = args.panels.add(t * args.steps * step_bytes);
+            let rows: [*const u8; MR] = std::array::from_fn(|m| args.bases[m].offset(offset));
+            for s in 0..args.steps {
+                let mut w = [_mm512_setzero_si512(); NV];
+                for (v, wv) in w.iter_mut().enumerate() {
+                    let at = weights.add(v * args.panel_stride + s * step_bytes);
+                    *wv = _mm512_load_si512(at.cast());
+                }
+                for (m, row) in acc.iter_mut().enumerate() {
+                    let dword = rows[m].add(4 * s).cast::<i32>().read_unaligned();
+                    let mut x = _mm512_set1_epi32(dword);
+                    if SIGNED {
+                        x = _mm512_xor_si512(x, flip);
+                    }
+                    for (a, &wv) in row.iter_mut().zip(&w) {
+                        *a = _mm512_dpbusd_epi32(*a, x, wv);
+                    }
+                }
+            }
+        }
+    }
+    for (m, row) in acc.iter().enumerate() {
+        for (v, &a) in row.iter().enumerate() {
+            // SAFETY: `out` holds MR rows of TILE_ROW values.
+            unsafe { _mm512_storeu_si512(args.out.add(m * TILE_ROW + 16 * v).cast(), a) };
+        }
+    }
+}
+
+fn for_pixels<const MR: usize>(panels: usize, signed: bool) -> TileFn {
+    match (panels, signed) {
+        (1, false) => tile::<MR, 1, false>,
+        (2, false) => tile::<MR, 2, false>,
+        (3, false) => tile::<MR, 3, false>,
+        (4, false) => tile::<MR, 4, false>,
+        (1, true) => tile::<MR, 1, true>,
+        (2, true) => tile::<MR, 2, true>,
+        (3, true) => tile::<MR, 3, true>,
+        (4, true) => tile::<MR, 4, true>,
+        _ => unreachable!("VNNI tiles have 1 to {TILE_PANELS} panels, not {panels}"),
+    }
+}
+
+/// The microkernel for `pixels` (1..=6) by `panels` (1..=4); `signed` data
+/// is shifted by +128.
+pub(super) fn select(pixels: usize, panels: usize, signed: bool) -> TileFn {
+    match pixels {
+        1 => for_pixels::<1>(panels, signed),
+        2 => for_pixels::<2>(panels, signed),
+        3 => for_pixels::<3>(panels, signed),
+        4 => for_pixels::<4>(panels, signed),
+        5 => for_pixels::<5>(panels, signed),
+        6 => for_pixels::<6>(panels, signed),
+        _ => unreachable!("VNNI tiles have 1 to {TILE_PIXELS} pixels, not {pixels}"),
+    }
+}
+
+/// Runs `iterations` rounds of 24 independent `vpdpbusd` chains (64
+/// multiply-adds each) and returns a checksum; for measuring the peak.
+///
+/// # Safety
+/// The CPU must support AVX-512 VNNI.
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn peak(iterations: u64) -> i32 {
+    let a = _mm512_set1_epi32(0x0101_0101);
+    let b = _mm512_set1_epi32(0x0102_0304);
+    // Distinct starting values keep the optimizer from merging the chains.
+    let mut acc: [__m512i; 24] = std::array::from_fn(|i| _mm512_set1_epi32(i as i32));
+    for _ in 0..std::hint::black_box(iterations) {
+        for x in acc.iter_mut() {
+            *x = _mm512_dpbusd_epi32(*x, a, b);
+        }
+    }
+    let mut sum = _mm512_setzero_si512();
+    for x in acc {
+        sum = _mm512_add_epi32(sum, x);
+    }
+    _mm512_reduce_add_epi32(sum)
+}
