@@ -148,7 +148,10 @@ impl Registry {
     /// The constructor for `name` (canonical name or alias), if implemented.
     pub fn constructor(&self, name: &str) -> Option<CreateFn> {
         let canonical = self.get(name).map_or(name, |d| d.name);
-        self.impls.get(canonical).or_else(|| self.impls.get(name)).copied()
+        self.impls
+            .get(canonical)
+            .or_else(|| self.impls.get(name))
+            .copied()
     }
 
     /// Every registered name, aliases included, sorted.
