@@ -28,7 +28,9 @@ unsafe fn tile<const MR: usize, const NV: usize, const SIGNED: bool>(args: &Tile
             }
         }
     }
-    let flip = _mm512_set1_epi32(0x8080_8080u32 as i32);
+    // Opaque to the optimizer, so the XOR stays on the broadcast vector
+    // instead of moving before a register-to-register broadcast (a shuffle).
+    let flip = std::hint::black_box(_mm512_set1_epi32(0x8080_8080u32 as i32));
     let step_bytes = 64;
     for (t, &offset) in args.tap_offsets.iter().enumerate() {
         // SAFETY: the caller guarantees every derived address is readable.
