@@ -430,6 +430,29 @@ fn conv_extreme_values_match_reference() {
 }
 
 #[test]
+fn channel_multiplier_matches_reference() {
+    // One input channel and two output channels per group: not the
+    // depthwise kernel's case, so it runs as a grouped implicit GEMM.
+    let mut rng = Rng(7);
+    let geom = geometry(
+        1,
+        13,
+        26,
+        13,
+        [1, 5, 7],
+        [1, 3, 3],
+        [1, 2, 1],
+        [1, 1, 2],
+        [0, 1, 2],
+    );
+    let w: Vec<i8> = rng.bytes(26 * 9);
+    let x: Vec<i8> = rng.bytes(geom.input_len());
+    check_conv(&mut rng, &geom, &x, &w, "multiplier 2, int8 data");
+    let x: Vec<u8> = rng.bytes(geom.input_len());
+    check_conv(&mut rng, &geom, &x, &w, "multiplier 2, uint8 data");
+}
+
+#[test]
 fn long_reduction_wraps_back_exactly() {
     // 3x3 over 8,000 channels: 72,000 products, past the 65,792 where
     // u8 · s8 sums of the shifted VNNI data may leave int32 on the way.
