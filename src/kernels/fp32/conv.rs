@@ -4,6 +4,8 @@
 use super::gemm::{matmul, MatMut, MatRef, Threads};
 use super::window::Window;
 use rayon::prelude::*;
+use std::cell::RefCell;
+use std::ops::Range;
 
 /// Shape of one convolution: channels and groups plus the window, whose
 /// image is the convolution input and grid the output.
@@ -88,27 +90,27 @@ fn scatter_row(dst: &mut [f32], src: &[f32], stride: usize, offset: isize, range
     }
 }
 
-/// Fills the column rows of one image channel: row `t` (a kernel tap) holds,
-/// for every grid position, the image value that tap reads (zero in padding).
-fn im2col_channel(w: &Window, image: &[f32], rows: &mut [f32]) {
+/// Fills the column rows of one image channel for the grid rows
+/// `rows.start..rows.end` (flattened over depth and height): row `t` of
+/// `out` (a kernel tap) holds, for each of those grid positions, the image
+/// value that tap reads, or zero in the padding.
+fn im2col_channel(w: &Window, image: &[f32], rows: Range<usize>, out: &mut [f32]) {
     let [_, ih, iw] = w.image;
-    let [gd, gh, gw] = w.grid;
-    let grid = w.grid_size();
-    for (t, row) in rows.chunks_exact_mut(grid).enumerate() {
+    let [_, gh, gw] = w.grid;
+    let width = rows.len() * gw;
+    for (t, row) in out.chunks_exact_mut(width).enumerate() {
         let [kd, kh, kw] = w.tap(t);
         let range_w = w.valid_range(2, kw);
         let offset_w = w.source(2, 0, kw);
-        for d in 0..gd {
-            let sd = w.source(0, d, kd);
-            for h in 0..gh {
-                let sh = w.source(1, h, kh);
-                let dst = &mut row[(d * gh + h) * gw..(d * gh + h + 1) * gw];
-                if sd < 0 || sd >= w.image[0] as isize || sh < 0 || sh >= ih as isize {
-                    dst.fill(0.0);
-                } else {
-                    let base = (sd as usize * ih + sh as usize) * iw;
-                    gather_row(dst, &image[base..base + iw], w.stride[2], offset_w, range_w);
-                }
+        for (j, r) in rows.clone().enumerate() {
+            let sd = w.source(0, r / gh, kd);
+            let sh = w.source(1, r % gh, kh);
+            let dst = &mut row[j * gw..(j + 1) * gw];
+            if sd < 0 || sd >= w.image[0] as isize || sh < 0 || sh >= ih as isize {
+                dst.fill(0.0);
+            } else {
+                let base = (sd as usize * ih + sh as usize) * iw;
+                gather_row(dst, &image[base..base + iw], w.stride[2], offset_w, range_w);
             }
         }
     }
@@ -149,16 +151,25 @@ fn col2im_channel(w: &Window, rows: &[f32], image: &mut [f32]) {
 }
 
 /// Unfolds `channels` consecutive image channels into a
-/// `(channels · kernel_size) × grid_size` column matrix.
-pub fn im2col(w: &Window, channels: usize, image: &[f32], col: &mut [f32], threads: Threads) {
-    let per_channel = w.kernel_size() * w.grid_size();
+/// `(channels · kernel_size) × (rows.len() · grid_width)` column matrix for
+/// the grid rows `rows` (flattened over depth and height).
+pub fn im2col(
+    w: &Window,
+    channels: usize,
+    image: &[f32],
+    rows: Range<usize>,
+    col: &mut [f32],
+    threads: Threads,
+) {
+    let per_channel = w.kernel_size() * rows.len() * w.grid[2];
     let image = &image[..channels * w.image_size()];
     let col = &mut col[..channels * per_channel];
-    let run = |(c, rows): (usize, &mut [f32])| {
+    let run = |(c, out): (usize, &mut [f32])| {
         im2col_channel(
             w,
             &image[c * w.image_size()..(c + 1) * w.image_size()],
-            rows,
+            rows.clone(),
+            out,
         )
     };
     match threads {
@@ -191,16 +202,87 @@ fn fill_bias(out: &mut [f32], plane: usize, bias: Option<&[f32]>) {
     }
 }
 
-/// Convolution of one image through im2col and one GEMM per group. With
-/// `Threads::Pool`, many groups run in parallel with one GEMM thread each,
-/// and few groups run in turn with threaded GEMMs.
+/// Upper bound on the column buffer of one im2col tile, in floats (4 MiB),
+/// so the tile is still in cache when the GEMM reads it.
+const TILE_FLOATS: usize = 1 << 20;
+
+/// Number of grid rows (flattened depth × height) per im2col tile.
+fn tile_rows(w: &Window, depth: usize) -> usize {
+    (TILE_FLOATS / (depth * w.grid[2]).max(1)).clamp(1, (w.grid[0] * w.grid[1]).max(1))
+}
+
+thread_local! {
+    /// Column buffer reused across layers by each thread.
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with a scratch buffer of at least `len` floats: this thread's
+/// reusable buffer, or a fresh one when that is already in use (a rayon
+/// task stolen while the buffer is borrowed).
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            if buf.len() < len {
+                buf.resize(len, 0.0);
+            }
+            f(&mut buf[..len])
+        }
+        Err(_) => f(&mut vec![0.0; len]),
+    })
+}
+
+/// One group of one image: im2col tile by tile, each followed by its GEMM.
+#[allow(clippy::too_many_arguments)]
+fn conv_group(
+    w: &Window,
+    image: &[f32],
+    filters: MatRef<'_>,
+    out: &mut [f32],
+    cin_g: usize,
+    cout_g: usize,
+    threads: Threads,
+) {
+    let depth = filters.cols;
+    let grid = w.grid_size();
+    if w.is_pointwise() {
+        let cols = MatRef::row_major(image, depth, grid);
+        return matmul(
+            MatMut::row_major(out, cout_g, grid),
+            filters,
+            cols,
+            true,
+            threads,
+        );
+    }
+    let grid_rows = w.grid[0] * w.grid[1];
+    let per_tile = tile_rows(w, depth);
+    let gw = w.grid[2];
+    with_scratch(depth * per_tile * gw, |col| {
+        for start in (0..grid_rows).step_by(per_tile) {
+            let rows = start..(start + per_tile).min(grid_rows);
+            let width = rows.len() * gw;
+            im2col(w, cin_g, image, rows.clone(), col, threads);
+            let cols = MatRef::row_major(&col[..depth * width], depth, width);
+            let dst = MatMut {
+                data: &mut out[rows.start * gw..],
+                rows: cout_g,
+                cols: width,
+                row_stride: grid,
+            };
+            matmul(dst, filters, cols, true, threads);
+        }
+    });
+}
+
+/// Convolution of one image, one group at a time. With `Threads::Pool`,
+/// many groups run in parallel with one GEMM thread each, and few groups
+/// run in turn with threaded GEMMs.
 fn conv_image(
     shape: &ConvShape,
     input: &[f32],
     weight: &[f32],
     bias: Option<&[f32]>,
     out: &mut [f32],
-    col: &mut [f32],
     threads: Threads,
 ) {
     let w = &shape.window;
@@ -210,38 +292,24 @@ fn conv_image(
     let grid = w.grid_size();
     fill_bias(out, grid, bias);
 
-    let group = |g: usize, dst: &mut [f32], col: &mut [f32], threads: Threads| {
+    let group = |g: usize, dst: &mut [f32], threads: Threads| {
         let image = &input[g * cin_g * w.image_size()..(g + 1) * cin_g * w.image_size()];
-        let cols = if w.is_pointwise() {
-            MatRef::row_major(image, depth, grid)
-        } else {
-            im2col(w, cin_g, image, col, threads);
-            MatRef::row_major(&col[..depth * grid], depth, grid)
-        };
         let filters = MatRef::row_major(
             &weight[g * cout_g * depth..(g + 1) * cout_g * depth],
             cout_g,
             depth,
         );
-        matmul(
-            MatMut::row_major(dst, cout_g, grid),
-            filters,
-            cols,
-            true,
-            threads,
-        );
+        conv_group(w, image, filters, dst, cin_g, cout_g, threads);
     };
     let per_group = cout_g * grid;
     if threads == Threads::Pool && shape.groups > 1 && shape.groups >= rayon::current_num_threads()
     {
-        let col_len = col.len();
-        out.par_chunks_mut(per_group).enumerate().for_each_init(
-            || vec![0.0f32; col_len],
-            |col, (g, dst)| group(g, dst, col, Threads::Single),
-        );
+        out.par_chunks_mut(per_group)
+            .enumerate()
+            .for_each(|(g, dst)| group(g, dst, Threads::Single));
     } else {
         for (g, dst) in out.chunks_mut(per_group).enumerate() {
-            group(g, dst, col, threads);
+            group(g, dst, threads);
         }
     }
 }
@@ -270,27 +338,16 @@ pub fn conv_forward(
     let w = &shape.window;
     let in_len = shape.in_channels * w.image_size();
     let out_len = shape.out_channels * w.grid_size();
-    let col_len = if w.is_pointwise() {
-        0
-    } else {
-        shape.in_channels / shape.groups * w.kernel_size() * w.grid_size()
-    };
     let threads = rayon::current_num_threads();
     if shape.batch >= threads && threads > 1 {
         // Enough images to keep every thread busy with its own GEMMs.
         output
             .par_chunks_mut(out_len)
             .zip(input.par_chunks(in_len))
-            .for_each_init(
-                || vec![0.0f32; col_len],
-                |col, (out, image)| {
-                    conv_image(shape, image, weight, bias, out, col, Threads::Single)
-                },
-            );
+            .for_each(|(out, image)| conv_image(shape, image, weight, bias, out, Threads::Single));
     } else {
-        let mut col = vec![0.0f32; col_len];
         for (out, image) in output.chunks_mut(out_len).zip(input.chunks(in_len)) {
-            conv_image(shape, image, weight, bias, out, &mut col, Threads::Pool);
+            conv_image(shape, image, weight, bias, out, Threads::Pool);
         }
     }
 }
@@ -690,6 +747,16 @@ mod tests {
             &case(1, 8, 4, 4, &[6, 5], &[3, 3], &[1, 1], &[1, 1], &[1, 1]),
             true,
         );
+    }
+
+    #[test]
+    fn conv_spans_several_tiles() {
+        // 16 channels × 3×3 taps over a 100×100 grid needs about 1.4 M
+        // column floats, more than one tile holds.
+        let c = case(1, 16, 2, 1, &[100, 100], &[3, 3], &[1, 1], &[1, 1], &[1, 1]);
+        let window = Window::new(&[100, 100], &[100, 100], &[3, 3], &[1, 1], &[1, 1], &[1, 1]);
+        assert!(tile_rows(&window, 16 * 9) < 100);
+        run_conv(&c, true);
     }
 
     #[test]
