@@ -2,7 +2,7 @@
 //!
 //! The tier is the richest one the CPU supports, lowered (never raised) by
 //! the environment variable `MXNET_INT8_ISA`. Every tier computes the same
-//! bits as the scalar reference.
+//! bits as the scalar reference, which the tests in `x86` check.
 
 use std::fmt;
 use std::str::FromStr;
@@ -28,7 +28,7 @@ impl Isa {
     /// Every tier, plainest first.
     pub const ALL: [Isa; 4] = [Isa::Scalar, Isa::Avx2, Isa::Avx512Bw, Isa::Avx512Vnni];
 
-    /// The name `MXNET_INT8_ISA` accepts for this tier.
+    /// Returns the name `MXNET_INT8_ISA` accepts for this tier.
     pub fn name(self) -> &'static str {
         match self {
             Isa::Scalar => "scalar",
@@ -62,7 +62,7 @@ impl FromStr for Isa {
     }
 }
 
-/// The richest tier this CPU and operating system support.
+/// Detects the richest tier this CPU and operating system support.
 pub fn detected() -> Isa {
     static DETECTED: OnceLock<Isa> = OnceLock::new();
     *DETECTED.get_or_init(detect)
@@ -90,8 +90,9 @@ fn detect() -> Isa {
     Isa::Scalar
 }
 
-/// The tier the kernels use: [`detected`], lowered by `MXNET_INT8_ISA`.
-/// Read once; the choice is logged at debug level.
+/// Returns the tier the kernels use: [`detected`], lowered by
+/// `MXNET_INT8_ISA`. The variable is read once and the choice logged at
+/// debug level.
 pub fn selected() -> Isa {
     static SELECTED: OnceLock<Isa> = OnceLock::new();
     *SELECTED.get_or_init(|| {

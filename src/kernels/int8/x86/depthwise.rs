@@ -1,11 +1,11 @@
 //! Depthwise convolution (one input and one output channel per group) on
 //! channels-last data, with channels in vector lanes.
 //!
-//! There is no reduction over channels for `vpdpbusd` to use, so each pair
-//! of taps is interleaved byte by byte (`vpunpcklbw`), widened to int16 and
-//! multiplied with `vpmaddwd` against the two taps' weights of the same
-//! channels; both products of a lane belong to one channel. Taps outside
-//! the input read as zero. Exact for int8 and uint8 data.
+//! There is no reduction over channels for `vpdpbusd` to use. Instead the
+//! data of two taps is interleaved byte by byte (`vpunpcklbw`), widened to
+//! int16 and multiplied with `vpmaddwd` against the two taps' weights, so
+//! both products that a lane adds belong to one channel. Taps outside the
+//! input read as zero. Exact for int8 and uint8 data.
 
 use std::arch::x86_64::*;
 
@@ -21,8 +21,9 @@ use crate::kernels::int8::isa::Isa;
 /// to the pixel's channel 0 at tap `t`, or is null for taps outside the input.
 ///
 /// # Safety
-/// AVX-512 BW and VL; `taps[t] + c0 .. + c0 + n` readable for non-null taps;
-/// `weights` is the block's packed weights; `out` holds 32 values.
+/// The CPU must support AVX-512 BW and VL. For non-null taps,
+/// `taps[t] + c0 .. taps[t] + c0 + n` must be readable. `weights` must be
+/// the block's packed weights and `out` must have room for 32 values.
 #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl")]
 unsafe fn block_avx512<const SIGNED: bool>(
     taps: &[*const u8],
@@ -51,7 +52,7 @@ unsafe fn block_avx512<const SIGNED: bool>(
         } else {
             (_mm512_cvtepu8_epi16(lo), _mm512_cvtepu8_epi16(hi))
         };
-        // SAFETY: the block holds two 64-byte vectors per pair of taps.
+        // SAFETY: the block contains two 64-byte vectors per pair of taps.
         let (w_lo, w_hi) = unsafe {
             let w = weights.add(pair * 128);
             (
@@ -62,10 +63,10 @@ unsafe fn block_avx512<const SIGNED: bool>(
         low = _mm512_add_epi32(low, _mm512_madd_epi16(x_lo, w_lo));
         high = _mm512_add_epi32(high, _mm512_madd_epi16(x_hi, w_hi));
     }
-    // `low` holds channels 0-7 and 16-23, `high` 8-15 and 24-31.
+    // `low` contains channels 0-7 and 16-23, `high` 8-15 and 24-31.
     let first = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
     let second = _mm512_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
-    // SAFETY: `out` holds 32 values.
+    // SAFETY: `out` has room for 32 values.
     unsafe {
         _mm512_storeu_si512(out.cast(), _mm512_permutex2var_epi32(low, first, high));
         _mm512_storeu_si512(
@@ -75,10 +76,11 @@ unsafe fn block_avx512<const SIGNED: bool>(
     }
 }
 
-/// The AVX2 form of [`block_avx512`] for a block of 16 channels.
+/// Computes one block of 16 channels with AVX2, as [`block_avx512`] does for 32.
 ///
 /// # Safety
-/// AVX2; otherwise as [`block_avx512`], with `out` holding 16 values.
+/// The CPU must support AVX2. Otherwise as [`block_avx512`], with room for
+/// 16 values at `out`.
 #[target_feature(enable = "avx2")]
 unsafe fn block_avx2<const SIGNED: bool>(
     taps: &[*const u8],
@@ -97,7 +99,7 @@ unsafe fn block_avx2<const SIGNED: bool>(
             let mut bytes = [0u8; 16];
             // SAFETY: the caller guarantees n bytes are readable.
             unsafe { std::ptr::copy_nonoverlapping(p.add(c0), bytes.as_mut_ptr(), n) };
-            // SAFETY: `bytes` holds 16 bytes.
+            // SAFETY: `bytes` is 16 bytes long.
             unsafe { _mm_loadu_si128(bytes.as_ptr().cast()) }
         }
     };
@@ -112,7 +114,7 @@ unsafe fn block_avx2<const SIGNED: bool>(
         } else {
             (_mm256_cvtepu8_epi16(lo), _mm256_cvtepu8_epi16(hi))
         };
-        // SAFETY: the block holds two 32-byte vectors per pair of taps.
+        // SAFETY: the block contains two 32-byte vectors per pair of taps.
         let (w_lo, w_hi) = unsafe {
             let w = weights.add(pair * 64);
             (
@@ -123,7 +125,7 @@ unsafe fn block_avx2<const SIGNED: bool>(
         low = _mm256_add_epi32(low, _mm256_madd_epi16(x_lo, w_lo));
         high = _mm256_add_epi32(high, _mm256_madd_epi16(x_hi, w_hi));
     }
-    // SAFETY: `out` holds 16 values.
+    // SAFETY: `out` has room for 16 values.
     unsafe {
         _mm256_storeu_si256(out.cast(), low);
         _mm256_storeu_si256(out.add(8).cast(), high);
@@ -204,8 +206,8 @@ pub(super) unsafe fn run(
                 let c0 = b * block;
                 let count = block.min(channels - c0);
                 // SAFETY: non-null taps point to a whole pixel of `channels`
-                // bytes and the kernel reads only `c0..c0 + count` of it;
-                // `acc` holds 32 values; the caller guarantees the tier.
+                // bytes, and the kernel reads only `c0..c0 + count` of it.
+                // `acc` has room for 32 values. The caller guarantees the tier.
                 unsafe { kernel(&taps, c0, count, weights.block_ptr(b), acc.as_mut_ptr()) };
                 // SAFETY: the job owns these output elements.
                 unsafe { store_row(isa, plan, &acc[..count], c0, pixel * channels + c0, out) };

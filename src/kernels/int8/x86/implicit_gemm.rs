@@ -3,9 +3,9 @@
 //! Output pixels (batch and spatial positions flattened) are the GEMM rows
 //! and each group's output channels its columns. A tile of up to 6 pixels
 //! reads its data in place when every tap of every pixel is inside the
-//! input; otherwise the tile's pixels are first copied to a staging buffer
-//! with padding filled in (tap by tap), and the same microkernel runs on
-//! that copy. A 1x1 convolution with stride 1 and a fully connected layer
+//! input. Otherwise the tile's pixels are first copied, tap by tap and with
+//! the padding filled in, to a staging buffer, and the same microkernel
+//! runs on that copy. A 1x1 convolution with stride 1 and a fully connected layer
 //! are the plain GEMM case: one tap, pixels one row apart.
 
 use rayon::prelude::*;
@@ -25,7 +25,7 @@ pub(super) struct Tiling {
     pub select: fn(usize, usize, bool) -> TileFn,
 }
 
-/// Where the data of one convolution lives and how taps address it.
+/// The input of one convolution and the byte offsets of its taps.
 struct Source<'a> {
     geom: &'a ConvGeometry,
     input: &'a [u8],
@@ -175,7 +175,7 @@ fn plan_jobs(groups: usize, panels_per_group: usize, tiling: Tiling, tiles: usiz
     jobs
 }
 
-/// Runs the convolution; `input` holds int8 (`signed`) or uint8 bytes.
+/// Runs the convolution on `input`, int8 (`signed`) or uint8 bytes.
 ///
 /// # Safety
 /// The CPU must run `isa`, `panels` must be packed for `tiling`'s
@@ -238,9 +238,9 @@ pub(super) unsafe fn run(
             let kernel = (tiling.select)(mr, job.panels, signed);
             // SAFETY: the caller guarantees the tier; every base points to a
             // pixel whose taps and steps stay inside the input or the staging
-            // rows (checked by `direct_base` or sized by `staged_row`); the
-            // panel pointers address `job.panels` packed panels; `result`
-            // holds MAX_TILE_PIXELS rows.
+            // rows (checked by `direct_base` or sized by `staged_row`). The
+            // panel pointers address `job.panels` packed panels, and `result`
+            // has room for MAX_TILE_PIXELS rows.
             unsafe { kernel(&args) };
             for m in 0..mr {
                 let index =

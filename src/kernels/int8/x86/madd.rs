@@ -3,9 +3,9 @@
 //! lane. Products of int8 or uint8 by int8 are at most 2^15 in magnitude, so
 //! nothing saturates (unlike `vpmaddubsw`) and no data shift is needed.
 //!
-//! One broadcast 32-bit data word holds 4 input channels; widened, lane
-//! `2j` of a product vector holds channels 0-1 and lane `2j + 1` channels
-//! 2-3 of output channel `j`. The two lanes are added once, after the
+//! One broadcast 32-bit data word contains 4 input channels. Once widened,
+//! lane `2j` of a product vector sums input channels 0-1 and lane `2j + 1`
+//! input channels 2-3 of output channel `j`. The two lanes are added once, after the
 //! reduction. int32 sums wrap, so the result is exact whenever the true dot
 //! product fits in int32.
 
@@ -64,7 +64,7 @@ unsafe fn tile_avx512<const MR: usize, const NV: usize, const SIGNED: bool>(args
             let first = _mm512_permutex2var_epi32(a[0], even, a[1]);
             let second = _mm512_permutex2var_epi32(a[0], odd, a[1]);
             let sum = _mm512_add_epi32(first, second);
-            // SAFETY: `out` holds MR rows of TILE_ROW values.
+            // SAFETY: `out` has room for MR rows of TILE_ROW values.
             unsafe { _mm512_storeu_si512(args.out.add(m * TILE_ROW + 16 * v).cast(), sum) };
         }
     }
@@ -103,7 +103,7 @@ unsafe fn tile_avx2<const MR: usize, const SIGNED: bool>(args: &TileArgs) {
             // restores their order.
             let pairs = _mm256_hadd_epi32(row[2 * h], row[2 * h + 1]);
             let sum = _mm256_permute4x64_epi64::<0b11_01_10_00>(pairs);
-            // SAFETY: `out` holds MR rows of TILE_ROW values.
+            // SAFETY: `out` has room for MR rows of TILE_ROW values.
             unsafe { _mm256_storeu_si256(args.out.add(m * TILE_ROW + 8 * h).cast(), sum) };
         }
     }
@@ -119,7 +119,7 @@ fn avx512_for_pixels<const MR: usize>(panels: usize, signed: bool) -> TileFn {
     }
 }
 
-/// The AVX-512 BW microkernel for `pixels` (1..=6) by `panels` (1..=2).
+/// Returns the AVX-512 BW microkernel for `pixels` (1..=6) by `panels` (1..=2).
 pub(super) fn select_avx512(pixels: usize, panels: usize, signed: bool) -> TileFn {
     match pixels {
         1 => avx512_for_pixels::<1>(panels, signed),
@@ -132,7 +132,7 @@ pub(super) fn select_avx512(pixels: usize, panels: usize, signed: bool) -> TileF
     }
 }
 
-/// The AVX2 microkernel for `pixels` (1..=3) by one panel.
+/// Returns the AVX2 microkernel for `pixels` (1..=3) by one panel.
 pub(super) fn select_avx2(pixels: usize, panels: usize, signed: bool) -> TileFn {
     assert_eq!(panels, 1, "AVX2 tiles have one panel");
     match (pixels, signed) {

@@ -43,7 +43,7 @@ unsafe impl Sync for SyncPtr {}
 /// Stores one row of accumulators through the vector stage of `isa`.
 ///
 /// # Safety
-/// The CPU must run `isa` (AVX2 or better); `out` holds elements
+/// The CPU must run `isa` (AVX2 or better), and `out` must have elements
 /// `index..index + acc.len()` of the plan's kind.
 unsafe fn store_row(
     isa: Isa,
@@ -283,7 +283,7 @@ pub fn conv<X: QuantElem, O: OutputElem>(
                 "conv: weights do not match the geometry"
             );
             // SAFETY: `pack` was built for `pack.isa`, which `ConvPack::new`
-            // checked this CPU runs, with this geometry's shape; `out` holds
+            // checked this CPU runs, with this geometry's shape. `out` has
             // `geom.output_len()` elements of `kind` and `output` is borrowed
             // mutably for the whole call.
             unsafe {
@@ -406,7 +406,7 @@ pub fn gemm_packed<X: QuantElem, O: OutputElem>(
     let plan = StagePlan::new(stage, kind, None, pack.rows);
     let out = SyncPtr(output.as_mut_ptr().cast());
     // SAFETY: the pack was built for `pack.isa`, which this CPU runs, as the
-    // panels of this 1x1 geometry; `out` holds M x N elements of `kind`.
+    // panels of this 1x1 geometry, and `out` has M x N elements of `kind`.
     unsafe {
         implicit_gemm::run(
             pack.isa,

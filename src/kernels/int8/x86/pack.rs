@@ -49,7 +49,7 @@ impl Lines {
     }
 }
 
-/// How panel weights are stored.
+/// Storage type of panel weights.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Encoding {
     /// int8, for `vpdpbusd`.
@@ -179,9 +179,9 @@ impl Panels {
 /// pairs of taps for `vpmaddwd` with channels in lanes.
 ///
 /// For each block of `block` channels and each pair of taps `(2j, 2j + 1)`
-/// there are two vectors, "low" and "high", of `block / 2` int32 lanes; the
-/// lane holds the two taps' weights of one channel. Which channel a lane
-/// holds follows the byte interleave the kernel uses (see [`Self::channel`]).
+/// there are two vectors, "low" and "high", of `block / 2` int32 lanes. Each
+/// lane contains the two taps' weights of one channel, and which channel
+/// follows the byte interleave the kernel uses (see [`Self::channel`]).
 #[derive(Clone)]
 pub(super) struct DepthwiseWeights {
     pub channels: usize,
@@ -233,10 +233,10 @@ impl DepthwiseWeights {
         }
     }
 
-    /// Channel (within its block) that int32 lane `lane` of the low
-    /// (`half` 0) or high (`half` 1) vector holds. Byte unpacking works
-    /// within 128-bit lanes, so a 512-bit kernel's low vector holds channels
-    /// 0-7 and 16-23 and its high vector channels 8-15 and 24-31.
+    /// Returns the channel (within its block) of int32 lane `lane` of the
+    /// low (`half` 0) or high (`half` 1) vector. Byte unpacking works within
+    /// 128-bit lanes, so a 512-bit kernel's low vector contains channels 0-7
+    /// and 16-23 and its high vector channels 8-15 and 24-31.
     pub(super) fn channel(block: usize, half: usize, lane: usize) -> usize {
         if block == 16 {
             half * 8 + lane
@@ -273,7 +273,7 @@ mod tests {
         let w: Vec<i8> = (1..=10).collect();
         let p = Panels::build(Encoding::Bytes, shape, &w, &[15, 40]);
         assert_eq!(p.panel_stride(), 2 * 64);
-        // SAFETY: the buffer holds one panel of 2 steps of 64 bytes.
+        // SAFETY: the buffer contains one panel of 2 steps of 64 bytes.
         let bytes = unsafe { std::slice::from_raw_parts(p.panel_ptr(0, 0), 128) };
         assert_eq!(&bytes[..8], &[1, 2, 3, 4, 6, 7, 8, 9]);
         assert_eq!(&bytes[64..72], &[5, 0, 0, 0, 10, 0, 0, 0]);

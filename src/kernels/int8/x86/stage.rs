@@ -73,7 +73,8 @@ enum VecAct {
     Abs,
     Square,
     Sqrt,
-    /// No exact vector form: applied lane by lane with [`Activation::apply`].
+    /// An activation without an exact vector form, applied lane by lane
+    /// with [`Activation::apply`].
     Lanewise(Activation),
 }
 
@@ -147,7 +148,7 @@ impl<'a> StagePlan<'a> {
     /// `out` must point to an output buffer of this plan's kind with more than
     /// `index` elements, and `index` must be inside the residual if there is one.
     unsafe fn store_scalar(&self, acc: i32, channel: usize, index: usize, out: *mut u8) {
-        // SAFETY: the caller guarantees `out` holds element `index` of `self.kind`.
+        // SAFETY: the caller guarantees `out` has element `index` of `self.kind`.
         unsafe {
             match self.kind {
                 OutKind::I8 => self.store_scalar_as::<i8>(acc, channel, index, out),
@@ -220,9 +221,9 @@ unsafe fn compute_avx512(
     index: usize,
 ) -> __m512 {
     let mut v = _mm512_cvtepi32_ps(acc);
-    // SAFETY (all loads below): per-channel parameters hold every channel
-    // (checked in `StagePlan::new`) and the residual is as long as the
-    // output; lanes past the row are masked off.
+    // SAFETY (all loads below): per-channel parameters have a value for
+    // every channel, as `StagePlan::new` checks. The residual is as long as
+    // the output, and lanes past the row are masked off.
     match plan.bias {
         Param::Absent => {}
         Param::Uniform(b) => v = _mm512_add_ps(v, _mm512_set1_ps(b)),
@@ -292,7 +293,7 @@ fn activate_avx512(act: VecAct, v: __m512) -> __m512 {
         VecAct::Sqrt => _mm512_sqrt_ps(v),
         VecAct::Lanewise(act) => {
             let mut lanes = [0f32; 16];
-            // SAFETY: `lanes` holds 16 floats.
+            // SAFETY: `lanes` has room for 16 floats.
             unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), v) };
             for x in &mut lanes {
                 *x = apply_lane(act, *x);
@@ -362,8 +363,8 @@ unsafe fn store_acc_avx512(kind: OutKind, a: __m512i, mask: __mmask16, out: *mut
     }
 }
 
-/// The AVX2 form of [`store_row_avx512`]: 8 channels at a time, and the
-/// last `n % 8` through the scalar stage.
+/// Applies the stage as [`store_row_avx512`] does, with AVX2: 8 channels at
+/// a time, and the last `n % 8` through the scalar stage.
 ///
 /// # Safety
 /// The CPU must support AVX2; otherwise as [`store_row_avx512`].
@@ -400,8 +401,9 @@ pub(super) unsafe fn store_row_avx2(
 #[target_feature(enable = "avx2")]
 unsafe fn compute_avx2(plan: &StagePlan, acc: __m256i, channel: usize, index: usize) -> __m256 {
     let mut v = _mm256_cvtepi32_ps(acc);
-    // SAFETY (all loads below): per-channel parameters hold every channel
-    // and the residual is as long as the output; all 8 lanes are in the row.
+    // SAFETY (all loads below): per-channel parameters have a value for
+    // every channel and the residual is as long as the output, so all 8
+    // lanes are readable.
     match plan.bias {
         Param::Absent => {}
         Param::Uniform(b) => v = _mm256_add_ps(v, _mm256_set1_ps(b)),
@@ -466,7 +468,7 @@ fn activate_avx2(act: VecAct, v: __m256) -> __m256 {
         VecAct::Sqrt => _mm256_sqrt_ps(v),
         VecAct::Lanewise(act) => {
             let mut lanes = [0f32; 8];
-            // SAFETY: `lanes` holds 8 floats.
+            // SAFETY: `lanes` has room for 8 floats.
             unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) };
             for x in &mut lanes {
                 *x = apply_lane(act, *x);

@@ -78,7 +78,7 @@ fn assert_same<T: Bits>(got: &[T], want: &[T], what: &str) {
     }
 }
 
-/// The output stage variants every kernel is checked with.
+/// Builds the output stage variants every kernel is checked with.
 fn stages(rng: &mut Rng, channels: usize, typical: f32) -> Vec<(&'static str, OutputStage)> {
     let per_channel = |rng: &mut Rng, lo: f32, hi: f32| {
         PerChannel((0..channels).map(|_| lo + (hi - lo) * rng.unit()).collect())

@@ -1,4 +1,4 @@
-//! What the driver hands to a register-tile microkernel.
+//! The arguments of a register-tile microkernel.
 
 /// Most output pixels of one register tile in any tier.
 pub(super) const MAX_TILE_PIXELS: usize = 6;

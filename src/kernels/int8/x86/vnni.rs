@@ -21,7 +21,7 @@ unsafe fn tile<const MR: usize, const NV: usize, const SIGNED: bool>(args: &Tile
     let mut acc = [[_mm512_setzero_si512(); NV]; MR];
     if SIGNED {
         for v in 0..NV {
-            // SAFETY: `init` holds 16 values per panel of the tile.
+            // SAFETY: `init` has 16 values per panel of the tile.
             let start = unsafe { _mm512_loadu_si512(args.init.add(16 * v).cast()) };
             for row in acc.iter_mut() {
                 row[v] = start;
@@ -58,7 +58,7 @@ unsafe fn tile<const MR: usize, const NV: usize, const SIGNED: bool>(args: &Tile
     }
     for (m, row) in acc.iter().enumerate() {
         for (v, &a) in row.iter().enumerate() {
-            // SAFETY: `out` holds MR rows of TILE_ROW values.
+            // SAFETY: `out` has room for MR rows of TILE_ROW values.
             unsafe { _mm512_storeu_si512(args.out.add(m * TILE_ROW + 16 * v).cast(), a) };
         }
     }
@@ -78,8 +78,8 @@ fn for_pixels<const MR: usize>(panels: usize, signed: bool) -> TileFn {
     }
 }
 
-/// The microkernel for `pixels` (1..=6) by `panels` (1..=4); `signed` data
-/// is shifted by +128.
+/// Returns the microkernel for `pixels` (1..=6) by `panels` (1..=4). It
+/// shifts `signed` data by +128.
 pub(super) fn select(pixels: usize, panels: usize, signed: bool) -> TileFn {
     match pixels {
         1 => for_pixels::<1>(panels, signed),
