@@ -92,7 +92,7 @@ fn scatter_row(dst: &mut [f32], src: &[f32], stride: usize, offset: isize, range
 
 /// Fills the column rows of one image channel for the grid rows
 /// `rows.start..rows.end` (flattened over depth and height): row `t` of
-/// `out` (a kernel tap) holds, for each of those grid positions, the image
+/// `out` (a kernel tap) contains, for each of those grid positions, the image
 /// value that tap reads, or zero in the padding.
 fn im2col_channel(w: &Window, image: &[f32], rows: Range<usize>, out: &mut [f32]) {
     let [_, ih, iw] = w.image;
@@ -231,8 +231,8 @@ fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     })
 }
 
-/// One group of one image: im2col tile by tile, each followed by its GEMM.
-#[allow(clippy::too_many_arguments)]
+/// Convolves one group of one image: im2col tile by tile, each tile
+/// followed by its GEMM.
 fn conv_group(
     w: &Window,
     image: &[f32],
@@ -274,7 +274,7 @@ fn conv_group(
     });
 }
 
-/// Convolution of one image, one group at a time. With `Threads::Pool`,
+/// Convolves one image, one group at a time. With `Threads::Pool`,
 /// many groups run in parallel with one GEMM thread each, and few groups
 /// run in turn with threaded GEMMs.
 fn conv_image(
@@ -314,7 +314,7 @@ fn conv_image(
     }
 }
 
-/// Convolution: `output[n, f] = bias[f] + Σ weight[f, c, taps] · input[n, g·C/G + c, window]`.
+/// Computes the convolution `output[n, f] = bias[f] + Σ weight[f, c, taps] · input[n, g·C/G + c, window]`.
 /// Weight layout is `(out_channels, in_channels / groups, kernel…)`.
 pub fn conv_forward(
     shape: &ConvShape,
@@ -352,7 +352,7 @@ pub fn conv_forward(
     }
 }
 
-/// Depthwise convolution: output channel `f` reads input channel
+/// Computes a depthwise convolution, where output channel `f` reads input channel
 /// `f / (out_channels / in_channels)` only. Each output plane accumulates
 /// one kernel tap at a time as a strided multiply-add over output rows.
 fn depthwise_forward(
@@ -430,7 +430,7 @@ pub struct DeconvShape {
     pub window: Window,
 }
 
-/// Transposed convolution with weight layout `(in_channels, out_channels / groups, kernel…)`:
+/// Computes the transposed convolution with weight layout `(in_channels, out_channels / groups, kernel…)`:
 /// every input element scatters `input · weight[c, f, taps]` into the output
 /// window it maps to, plus `bias[f]` everywhere.
 pub fn deconv_forward(
@@ -507,7 +507,7 @@ pub fn deconv_forward(
     }
 }
 
-/// Direct seven-loop convolution; the reference for tests.
+/// Computes the convolution with direct loops, as the reference for tests.
 pub fn conv_reference(
     shape: &ConvShape,
     input: &[f32],
@@ -570,7 +570,7 @@ pub fn conv_reference(
     }
 }
 
-/// Direct scatter form of the transposed convolution; the reference for tests.
+/// Computes the transposed convolution by direct scattering, as the reference for tests.
 pub fn deconv_reference(
     shape: &DeconvShape,
     input: &[f32],
