@@ -74,25 +74,18 @@ impl<'a> Source<'a> {
         self.taps() * self.padded_channels
     }
 
-    /// Batch index and input position of the first tap of output pixel `p`.
-    fn origin(&self, p: usize) -> (usize, [isize; 3]) {
+    /// Input position of the first tap of output pixel `pixel`.
+    fn origin(&self, pixel: &Pixel) -> [isize; 3] {
         let g = self.geom;
-        let ow = p % g.output[2];
-        let oh = (p / g.output[2]) % g.output[1];
-        let od = (p / (g.output[2] * g.output[1])) % g.output[0];
-        let n = p / (g.output[2] * g.output[1] * g.output[0]);
-        let pos = [od, oh, ow];
-        (
-            n,
-            std::array::from_fn(|i| (pos[i] * g.stride[i]) as isize - g.pad[i] as isize),
-        )
+        std::array::from_fn(|i| (pixel.pos[i] * g.stride[i]) as isize - g.pad[i] as isize)
     }
 
-    /// Offset of output pixel `p`'s first tap for group `group`, when every
-    /// byte the microkernel reads for it lies inside the input.
-    fn direct_base(&self, p: usize, group: usize) -> Option<usize> {
+    /// Offset of output pixel `pixel`'s first tap for group `group`, when
+    /// every byte the microkernel reads for it lies inside the input.
+    fn direct_base(&self, pixel: &Pixel, group: usize) -> Option<usize> {
         let g = self.geom;
-        let (n, origin) = self.origin(p);
+        let n = pixel.batch;
+        let origin = self.origin(pixel);
         for (i, &start) in origin.iter().enumerate() {
             let last = start + ((g.kernel[i] - 1) * g.dilate[i]) as isize;
             if start < 0 || last >= g.input[i] as isize {
@@ -108,13 +101,14 @@ impl<'a> Source<'a> {
         (end <= self.input.len()).then_some(base)
     }
 
-    /// Copies output pixel `p`'s taps for `group` into `row`, with 0 (the
-    /// zero of int8 and uint8 data alike) for taps outside the input and for
-    /// the channels that pad each tap to a multiple of 4.
-    fn stage(&self, p: usize, group: usize, row: &mut [u8]) {
+    /// Copies output pixel `pixel`'s taps for `group` into `row`, with 0
+    /// (the zero of int8 and uint8 data alike) for taps outside the input and
+    /// for the channels that pad each tap to a multiple of 4.
+    fn stage(&self, pixel: &Pixel, group: usize, row: &mut [u8]) {
         let g = self.geom;
         let icg = g.in_channels_per_group();
-        let (n, origin) = self.origin(p);
+        let n = pixel.batch;
+        let origin = self.origin(pixel);
         row.fill(0);
         let mut t = 0;
         for kd in 0..g.kernel[0] {
@@ -135,6 +129,37 @@ impl<'a> Source<'a> {
                 }
             }
         }
+    }
+}
+
+/// An output pixel's batch index and (depth, height, width) position,
+/// advanced without divisions.
+#[derive(Clone, Copy, Default)]
+struct Pixel {
+    batch: usize,
+    pos: [usize; 3],
+}
+
+impl Pixel {
+    /// The pixel at flat index `p` (batch and positions in row-major order).
+    fn at(geom: &ConvGeometry, p: usize) -> Pixel {
+        let [d, h, w] = geom.output;
+        Pixel {
+            batch: p / (d * h * w),
+            pos: [(p / (h * w)) % d, (p / w) % h, p % w],
+        }
+    }
+
+    /// Moves to the next pixel in row-major order.
+    fn advance(&mut self, geom: &ConvGeometry) {
+        for i in (0..3).rev() {
+            self.pos[i] += 1;
+            if self.pos[i] < geom.output[i] {
+                return;
+            }
+            self.pos[i] = 0;
+        }
+        self.batch += 1;
     }
 }
 
@@ -202,15 +227,19 @@ pub(super) unsafe fn run(
         let mut result = [0i32; MAX_TILE_PIXELS * TILE_ROW];
         let first_channel = job.panel * PANEL;
         let channels = (shape.out_per_group - first_channel).min(job.panels * PANEL);
+        let mut cursor = Pixel::at(geom, job.tiles.0 * tiling.pixels);
+        let mut tile_pixels = [Pixel::default(); MAX_TILE_PIXELS];
         for tile in job.tiles.0..job.tiles.1 {
             let p0 = tile * tiling.pixels;
             let mr = tiling.pixels.min(pixels - p0);
             let mut bases = [std::ptr::null::<u8>(); MAX_TILE_PIXELS];
             let mut direct = true;
-            for (m, base) in bases.iter_mut().enumerate().take(mr) {
-                match source.direct_base(p0 + m, job.group) {
+            for m in 0..mr {
+                tile_pixels[m] = cursor;
+                cursor.advance(geom);
+                match source.direct_base(&tile_pixels[m], job.group) {
                     // SAFETY: `direct_base` returns offsets inside the input.
-                    Some(offset) => *base = unsafe { input.as_ptr().add(offset) },
+                    Some(offset) => bases[m] = unsafe { input.as_ptr().add(offset) },
                     None => direct = false,
                 }
             }
@@ -219,10 +248,10 @@ pub(super) unsafe fn run(
             } else {
                 let row = source.staged_row();
                 staging.resize(tiling.pixels * row, 0);
-                for (m, base) in bases.iter_mut().enumerate().take(mr) {
+                for m in 0..mr {
                     let dst = &mut staging[m * row..(m + 1) * row];
-                    source.stage(p0 + m, job.group, dst);
-                    *base = dst.as_ptr();
+                    source.stage(&tile_pixels[m], job.group, dst);
+                    bases[m] = dst.as_ptr();
                 }
                 &source.staged_offsets
             };
