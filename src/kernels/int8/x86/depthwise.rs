@@ -143,6 +143,36 @@ fn select(isa: Isa, signed: bool) -> BlockFn {
     }
 }
 
+/// Points `taps[t]` to channel 0 of tap `t` of the pixel whose first tap is
+/// at `origin` in image `n`, or sets it to null when the tap is outside.
+fn locate_taps(
+    geom: &ConvGeometry,
+    n: usize,
+    origin: [isize; 3],
+    input: &[u8],
+    taps: &mut [*const u8],
+) {
+    let mut t = 0;
+    for kd in 0..geom.kernel[0] {
+        for kh in 0..geom.kernel[1] {
+            for kw in 0..geom.kernel[2] {
+                let k = [kd, kh, kw];
+                let at: [isize; 3] =
+                    std::array::from_fn(|i| origin[i] + (k[i] * geom.dilate[i]) as isize);
+                let inside = (0..3).all(|i| at[i] >= 0 && at[i] < geom.input[i] as isize);
+                taps[t] = if inside {
+                    let [d, h, w] = at.map(|v| v as usize);
+                    let pixel = ((n * geom.input[0] + d) * geom.input[1] + h) * geom.input[2] + w;
+                    input[pixel * geom.in_channels..].as_ptr()
+                } else {
+                    std::ptr::null()
+                };
+                t += 1;
+            }
+        }
+    }
+}
+
 /// Runs a depthwise convolution.
 ///
 /// # Safety
@@ -167,6 +197,18 @@ pub(super) unsafe fn run(
     let block_ranges = target.div_ceil(rows).clamp(1, blocks);
     let per_range = blocks.div_ceil(block_ranges);
     let kernel = select(isa, signed);
+    // Byte offset of each tap from the first, for pixels away from the border.
+    let mut offsets = Vec::with_capacity(weights.taps);
+    for kd in 0..geom.kernel[0] {
+        for kh in 0..geom.kernel[1] {
+            for kw in 0..geom.kernel[2] {
+                let d = kd * geom.dilate[0];
+                let h = kh * geom.dilate[1];
+                let w = kw * geom.dilate[2];
+                offsets.push((((d * geom.input[1] + h) * geom.input[2] + w) * channels) as isize);
+            }
+        }
+    }
     let jobs: Vec<(usize, usize)> = (0..rows)
         .flat_map(|r| (0..blocks).step_by(per_range).map(move |b| (r, b)))
         .collect();
@@ -181,25 +223,20 @@ pub(super) unsafe fn run(
             let pos = [od, oh, ow];
             let origin: [isize; 3] =
                 std::array::from_fn(|i| (pos[i] * geom.stride[i]) as isize - geom.pad[i] as isize);
-            let mut t = 0;
-            for kd in 0..geom.kernel[0] {
-                for kh in 0..geom.kernel[1] {
-                    for kw in 0..geom.kernel[2] {
-                        let k = [kd, kh, kw];
-                        let at: [isize; 3] =
-                            std::array::from_fn(|i| origin[i] + (k[i] * geom.dilate[i]) as isize);
-                        let inside = (0..3).all(|i| at[i] >= 0 && at[i] < geom.input[i] as isize);
-                        taps[t] = if inside {
-                            let [d, h, w] = at.map(|v| v as usize);
-                            let pixel =
-                                ((n * geom.input[0] + d) * geom.input[1] + h) * geom.input[2] + w;
-                            input[pixel * channels..].as_ptr()
-                        } else {
-                            std::ptr::null()
-                        };
-                        t += 1;
-                    }
+            let interior = (0..3).all(|i| {
+                let last = origin[i] + ((geom.kernel[i] - 1) * geom.dilate[i]) as isize;
+                origin[i] >= 0 && last < geom.input[i] as isize
+            });
+            if interior {
+                let [d, h, w] = origin.map(|v| v as usize);
+                let pixel = ((n * geom.input[0] + d) * geom.input[1] + h) * geom.input[2] + w;
+                let base = input[pixel * channels..].as_ptr();
+                for (tap, &offset) in taps.iter_mut().zip(&offsets) {
+                    // SAFETY: every tap of an interior pixel is inside the input.
+                    *tap = unsafe { base.offset(offset) };
                 }
+            } else {
+                locate_taps(geom, n, origin, input, &mut taps);
             }
             let pixel = row * geom.output[2] + ow;
             for b in first_block..last_block {
