@@ -19,6 +19,7 @@ struct Rnn {
     hidden: usize,
     layers: usize,
     directions: usize,
+    projection: Option<usize>,
     num_outputs: usize,
 }
 
@@ -48,13 +49,17 @@ impl Rnn {
                 "state_size and num_layers must be positive",
             ));
         }
-        if r.opt_int("projection_size")?.is_some() {
-            return Err(node.attr_err(
-                "projection_size",
-                r.raw("projection_size").unwrap_or(""),
-                "LSTM projection is not supported",
-            ));
-        }
+        let projection = match r.opt_int("projection_size")? {
+            None => None,
+            Some(p) if p >= 1 && mode == RnnMode::Lstm => Some(p as usize),
+            Some(p) => {
+                return Err(node.attr_err(
+                    "projection_size",
+                    p,
+                    "projection needs mode lstm and a positive size",
+                ));
+            }
+        };
         // MXNet 1.9.1 accepts sequence lengths only with cuDNN, so CPU
         // graphs never carry them.
         if r.bool_or("use_sequence_length", false)? {
@@ -87,6 +92,7 @@ impl Rnn {
             hidden: hidden as usize,
             layers: layers as usize,
             directions,
+            projection,
         })
     }
 
@@ -99,6 +105,7 @@ impl Rnn {
             hidden: self.hidden,
             layers: self.layers,
             directions: self.directions,
+            projection: self.projection,
         }
     }
 
@@ -120,17 +127,23 @@ impl Op for Rnn {
             )));
         }
         let shape = self.shape(&data);
-        let state = vec![self.layers * self.directions, data[1], self.hidden];
+        let slots = self.layers * self.directions;
+        let state = vec![slots, data[1], shape.recurrent()];
+        let cell = vec![slots, data[1], self.hidden];
         self.node
             .assign_input(inputs, 1, "parameters", vec![shape.param_len()])?;
         self.node.assign_input(inputs, 2, "state", state.clone())?;
         if self.is_lstm() {
             self.node
-                .assign_input(inputs, 3, "state_cell", state.clone())?;
+                .assign_input(inputs, 3, "state_cell", cell.clone())?;
         }
-        let mut out = vec![vec![data[0], data[1], self.directions * self.hidden]];
-        out.extend((1..self.num_outputs).map(|_| state.clone()));
-        Ok(Some(out))
+        // Outputs: the sequence, then the final hidden and cell states.
+        let all = [
+            vec![data[0], data[1], self.directions * shape.recurrent()],
+            state,
+            cell,
+        ];
+        Ok(Some(all.into_iter().take(self.num_outputs).collect()))
     }
 
     fn infer_type(&self, inputs: &mut [Option<DType>], num_outputs: usize) -> Result<Vec<DType>> {
@@ -225,12 +238,63 @@ mod tests {
     }
 
     #[test]
-    fn rnn_rejects_projection() {
-        let err = make(
+    fn lstm_projection_matches_mxnet() {
+        // Two bidirectional LSTMP layers (T 2, N 2, I 2, H 3, P 2) with
+        // parameters sin(0.37·k)/2, data cos(0.91·k), h0 0.3·sin(1.3·k) and
+        // c0 0.3·cos(0.7·k); expected values from MXNet 1.9.1's mx.nd.RNN.
+        let op = make(
             |c| Ok(Box::new(Rnn::new(c)?)),
             "RNN",
             &[
                 ("mode", "lstm"),
+                ("state_size", "3"),
+                ("num_layers", "2"),
+                ("bidirectional", "true"),
+                ("projection_size", "2"),
+                ("state_outputs", "true"),
+            ],
+        )
+        .unwrap();
+        let gen = |n: usize, f: fn(f32) -> f32, k: f32, scale: f32| -> Vec<f32> {
+            (0..n).map(|i| f(i as f32 * k) * scale).collect()
+        };
+        let inputs = [
+            t(&[2, 2, 2], &gen(8, f32::cos, 0.91, 1.0)),
+            t(&[360], &gen(360, f32::sin, 0.37, 0.5)),
+            t(&[4, 2, 2], &gen(16, f32::sin, 1.3, 0.3)),
+            t(&[4, 2, 3], &gen(24, f32::cos, 0.7, 0.3)),
+        ];
+        let out = run(op.as_ref(), &inputs).unwrap();
+        assert_eq!(out[0].shape(), &[2, 2, 4]);
+        assert_eq!(out[1].shape(), &[4, 2, 2]);
+        assert_eq!(out[2].shape(), &[4, 2, 3]);
+        let want_output = [
+            0.151392, 0.135332, 0.06533, 0.015082, 0.077525, 0.098206, 0.01384, -0.009656,
+            0.182273, 0.184831, 0.129954, 0.051064, 0.123789, 0.142974, -0.076972, -0.036625,
+        ];
+        let want_state = [
+            0.067114, -0.043687, 0.309461, -0.170638, 0.144513, 0.300176, 0.094005, 0.225377,
+            0.182273, 0.184831, 0.123789, 0.142974, 0.06533, 0.015082, 0.01384, -0.009656,
+        ];
+        let want_cell = [
+            -0.17112, -0.190393, -0.21115, -0.616683, -0.649885, -0.401594, 0.129999, 0.416448,
+            0.514015, 0.313367, 0.426742, 0.300426, -0.434397, -0.402444, -0.423213, -0.545062,
+            -0.235374, -0.211508, 0.028156, 0.029618, 0.167451, -0.036671, -0.024566, 0.120293,
+        ];
+        for (got, want) in out.iter().zip([&want_output[..], &want_state, &want_cell]) {
+            for (i, (g, w)) in got.to_f32_vec().iter().zip(want).enumerate() {
+                assert!((g - w).abs() < 1e-5, "element {i}: {g} vs {w}");
+            }
+        }
+    }
+
+    #[test]
+    fn rnn_rejects_gru_projection() {
+        let err = make(
+            |c| Ok(Box::new(Rnn::new(c)?)),
+            "RNN",
+            &[
+                ("mode", "gru"),
                 ("state_size", "4"),
                 ("num_layers", "1"),
                 ("projection_size", "2"),

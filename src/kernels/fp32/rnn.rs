@@ -2,11 +2,13 @@
 //! MXNet's packed parameter vector.
 //!
 //! Parameter layout: all weight matrices first, then all bias vectors. For
-//! each layer and, inside it, each direction: `W_x` (`G·H × I_l`) then
-//! `W_h` (`G·H × H`), where `G` is the number of gates (1, 4 for LSTM with
-//! order i, f, g, o, 3 for GRU with order r, z, n) and `I_l` is the input
-//! size of layer `l` (`D·H` above the first). Biases follow in the same
-//! order: `b_x` (`G·H`) then `b_h` (`G·H`) per layer and direction.
+//! each layer and, inside it, each direction: `W_x` (`G·H × I_l`), `W_h`
+//! (`G·H × R`) and, for an LSTM with projection, `W_r` (`P × H`). `G` is
+//! the number of gates (1, 4 for LSTM with order i, f, g, o, 3 for GRU with
+//! order r, z, n), `R` the recurrent state size (`P` with projection, `H`
+//! otherwise) and `I_l` the input size of layer `l` (`D·R` above the
+//! first). Biases follow in the same order: `b_x` (`G·H`) then `b_h`
+//! (`G·H`) per layer and direction.
 
 use super::elementwise::act::sigmoid;
 use super::gemm::{matmul, MatMut, MatRef, Threads};
@@ -38,14 +40,25 @@ pub struct RnnShape {
     pub hidden: usize,
     pub layers: usize,
     pub directions: usize,
+    /// LSTM projection size `P` (LSTMP): the hidden state is projected to
+    /// `P` values, which form the output and the recurrent state.
+    pub projection: Option<usize>,
 }
 
 impl RnnShape {
+    /// Size of the recurrent state and of each direction's output.
+    pub fn recurrent(&self) -> usize {
+        self.projection.unwrap_or(self.hidden)
+    }
+
     /// Length of the packed parameter vector.
     pub fn param_len(&self) -> usize {
         let gh = self.mode.gates() * self.hidden;
+        let projection = self.projection.map_or(0, |p| p * self.hidden);
         (0..self.layers)
-            .map(|l| self.directions * gh * (self.layer_input(l) + self.hidden + 2))
+            .map(|l| {
+                self.directions * (gh * (self.layer_input(l) + self.recurrent() + 2) + projection)
+            })
             .sum()
     }
 
@@ -53,7 +66,7 @@ impl RnnShape {
         if layer == 0 {
             self.input_size
         } else {
-            self.directions * self.hidden
+            self.directions * self.recurrent()
         }
     }
 }
@@ -62,36 +75,42 @@ impl RnnShape {
 struct Cell<'a> {
     wx: &'a [f32],
     wh: &'a [f32],
+    /// Projection `W_r` (`P × H`), LSTMP only.
+    wr: Option<&'a [f32]>,
     bx: &'a [f32],
     bh: &'a [f32],
 }
 
 fn cells<'a>(shape: &RnnShape, params: &'a [f32]) -> Vec<Cell<'a>> {
     let gh = shape.mode.gates() * shape.hidden;
-    let mut weights = 0;
+    let wr_len = shape.projection.map_or(0, |p| p * shape.hidden);
     let weight_total: usize = (0..shape.layers)
-        .map(|l| shape.directions * gh * (shape.layer_input(l) + shape.hidden))
+        .map(|l| shape.directions * (gh * (shape.layer_input(l) + shape.recurrent()) + wr_len))
         .sum();
+    let mut weights = 0;
     let mut biases = weight_total;
     let mut out = Vec::with_capacity(shape.layers * shape.directions);
     for l in 0..shape.layers {
         for _ in 0..shape.directions {
             let wx_len = gh * shape.layer_input(l);
-            let wh_len = gh * shape.hidden;
+            let wh_len = gh * shape.recurrent();
+            let wr_at = weights + wx_len + wh_len;
             out.push(Cell {
                 wx: &params[weights..weights + wx_len],
-                wh: &params[weights + wx_len..weights + wx_len + wh_len],
+                wh: &params[weights + wx_len..wr_at],
+                wr: shape.projection.map(|_| &params[wr_at..wr_at + wr_len]),
                 bx: &params[biases..biases + gh],
                 bh: &params[biases + gh..biases + 2 * gh],
             });
-            weights += wx_len + wh_len;
+            weights = wr_at + wr_len;
             biases += 2 * gh;
         }
     }
     out
 }
 
-/// Initial and final states, each `(layers · directions) × batch × hidden`.
+/// Initial and final states: hidden states are `(layers · directions) ×
+/// batch × R`, cell states `(layers · directions) × batch × H`.
 pub struct RnnStates<'a> {
     pub h0: &'a [f32],
     /// Initial cell state; LSTM only.
@@ -100,8 +119,49 @@ pub struct RnnStates<'a> {
     pub cy: Option<&'a mut [f32]>,
 }
 
+/// Updates one batch row of the hidden (and, for LSTM, cell) state from the
+/// input and recurrent projections `x` and `hp` of that row.
+fn step_row(
+    mode: RnnMode,
+    cell: &Cell<'_>,
+    x: &[f32],
+    hp: &[f32],
+    hidden: &mut [f32],
+    memory: &mut [f32],
+) {
+    let h = hidden.len();
+    let pre =
+        |k: usize, j: usize| x[k * h + j] + cell.bx[k * h + j] + hp[k * h + j] + cell.bh[k * h + j];
+    match mode {
+        RnnMode::RnnRelu => (0..h).for_each(|j| hidden[j] = pre(0, j).max(0.0)),
+        RnnMode::RnnTanh => (0..h).for_each(|j| hidden[j] = pre(0, j).tanh()),
+        RnnMode::Lstm => {
+            for j in 0..h {
+                let i = sigmoid(pre(0, j));
+                let f = sigmoid(pre(1, j));
+                let g = pre(2, j).tanh();
+                let o = sigmoid(pre(3, j));
+                let c = f * memory[j] + i * g;
+                memory[j] = c;
+                hidden[j] = o * c.tanh();
+            }
+        }
+        RnnMode::Gru => {
+            for j in 0..h {
+                let r = sigmoid(pre(0, j));
+                let z = sigmoid(pre(1, j));
+                // The reset gate scales the recurrent part of the candidate only.
+                let cand =
+                    (x[2 * h + j] + cell.bx[2 * h + j] + r * (hp[2 * h + j] + cell.bh[2 * h + j]))
+                        .tanh();
+                hidden[j] = (1.0 - z) * cand + z * hidden[j];
+            }
+        }
+    }
+}
+
 /// Runs the network over `data` (`seq_len × batch × input_size`) and writes
-/// the last layer's hidden states to `output` (`seq_len × batch × directions·hidden`).
+/// the last layer's outputs to `output` (`seq_len × batch × directions·R`).
 pub fn rnn_forward(
     shape: &RnnShape,
     data: &[f32],
@@ -110,18 +170,23 @@ pub fn rnn_forward(
     output: &mut [f32],
 ) {
     let (t_len, n, h) = (shape.seq_len, shape.batch, shape.hidden);
+    let r = shape.recurrent();
     let d_count = shape.directions;
     let gh = shape.mode.gates() * h;
-    let state_len = shape.layers * d_count * n * h;
+    let slots = shape.layers * d_count;
     assert_eq!(data.len(), t_len * n * shape.input_size, "rnn: data length");
     assert_eq!(params.len(), shape.param_len(), "rnn: parameter length");
-    assert_eq!(states.h0.len(), state_len, "rnn: initial state length");
-    assert_eq!(output.len(), t_len * n * d_count * h, "rnn: output length");
+    assert_eq!(states.h0.len(), slots * n * r, "rnn: initial state length");
+    assert_eq!(output.len(), t_len * n * d_count * r, "rnn: output length");
     let is_lstm = shape.mode == RnnMode::Lstm;
+    assert!(
+        shape.projection.is_none() || is_lstm,
+        "rnn: projection needs LSTM"
+    );
     if is_lstm {
         assert_eq!(
             states.c0.map(|c| c.len()),
-            Some(state_len),
+            Some(slots * n * h),
             "rnn: initial cell length"
         );
     }
@@ -130,19 +195,22 @@ pub fn rnn_forward(
     let mut cy = states.cy;
 
     let mut layer_in = data.to_vec();
-    let mut layer_out = vec![0.0f32; t_len * n * d_count * h];
+    let mut layer_out = vec![0.0f32; t_len * n * d_count * r];
     let mut xproj = vec![0.0f32; t_len * n * gh];
     let mut hproj = vec![0.0f32; n * gh];
+    // Full hidden states before projection (LSTMP only).
+    let mut full = vec![0.0f32; if shape.projection.is_some() { n * h } else { 0 }];
     for l in 0..shape.layers {
         let in_size = shape.layer_input(l);
         for d in 0..d_count {
-            let cell = &cells[l * d_count + d];
-            let s = (l * d_count + d) * n * h;
-            let mut hidden = states.h0[s..s + n * h].to_vec();
+            let slot = l * d_count + d;
+            let cell = &cells[slot];
+            let mut state = states.h0[slot * n * r..(slot + 1) * n * r].to_vec();
             let mut memory = states
                 .c0
-                .map(|c| c[s..s + n * h].to_vec())
+                .map(|c| c[slot * n * h..(slot + 1) * n * h].to_vec())
                 .unwrap_or_default();
+
             // Input projections for every step at once: X · W_xᵀ.
             matmul(
                 MatMut::row_major(&mut xproj, t_len * n, gh),
@@ -155,72 +223,51 @@ pub fn rnn_forward(
                 let t = if d == 0 { step } else { t_len - 1 - step };
                 matmul(
                     MatMut::row_major(&mut hproj, n, gh),
-                    MatRef::row_major(&hidden, n, h),
-                    MatRef::row_major(cell.wh, gh, h).t(),
+                    MatRef::row_major(&state, n, r),
+                    MatRef::row_major(cell.wh, gh, r).t(),
                     false,
                     Threads::Single,
                 );
                 for b in 0..n {
                     let x = &xproj[(t * n + b) * gh..(t * n + b + 1) * gh];
                     let hp = &hproj[b * gh..(b + 1) * gh];
-                    let hb = &mut hidden[b * h..(b + 1) * h];
-                    match shape.mode {
-                        RnnMode::RnnRelu | RnnMode::RnnTanh => {
-                            for j in 0..h {
-                                let a = x[j] + cell.bx[j] + hp[j] + cell.bh[j];
-                                hb[j] = if shape.mode == RnnMode::RnnRelu {
-                                    a.max(0.0)
-                                } else {
-                                    a.tanh()
-                                };
-                            }
-                        }
-                        RnnMode::Lstm => {
-                            let cb = &mut memory[b * h..(b + 1) * h];
-                            for j in 0..h {
-                                let gate = |k: usize| {
-                                    x[k * h + j]
-                                        + cell.bx[k * h + j]
-                                        + hp[k * h + j]
-                                        + cell.bh[k * h + j]
-                                };
-                                let i = sigmoid(gate(0));
-                                let f = sigmoid(gate(1));
-                                let g = gate(2).tanh();
-                                let o = sigmoid(gate(3));
-                                let c = f * cb[j] + i * g;
-                                cb[j] = c;
-                                hb[j] = o * c.tanh();
-                            }
-                        }
-                        RnnMode::Gru => {
-                            for j in 0..h {
-                                let r = sigmoid(x[j] + cell.bx[j] + hp[j] + cell.bh[j]);
-                                let z =
-                                    sigmoid(x[h + j] + cell.bx[h + j] + hp[h + j] + cell.bh[h + j]);
-                                let cand = (x[2 * h + j]
-                                    + cell.bx[2 * h + j]
-                                    + r * (hp[2 * h + j] + cell.bh[2 * h + j]))
-                                    .tanh();
-                                hb[j] = (1.0 - z) * cand + z * hb[j];
-                            }
-                        }
-                    }
-                    let o = (t * n + b) * d_count * h + d * h;
-                    layer_out[o..o + h].copy_from_slice(hb);
+                    let mem = if is_lstm {
+                        &mut memory[b * h..(b + 1) * h]
+                    } else {
+                        &mut [][..]
+                    };
+                    let hidden = if full.is_empty() {
+                        &mut state[b * h..(b + 1) * h]
+                    } else {
+                        &mut full[b * h..(b + 1) * h]
+                    };
+                    step_row(shape.mode, cell, x, hp, hidden, mem);
+                }
+                if let Some(wr) = cell.wr {
+                    // LSTMP: the projected state W_r · h is the output and the next recurrent input.
+                    matmul(
+                        MatMut::row_major(&mut state, n, r),
+                        MatRef::row_major(&full, n, h),
+                        MatRef::row_major(wr, r, h).t(),
+                        false,
+                        Threads::Single,
+                    );
+                }
+                for b in 0..n {
+                    let o = (t * n + b) * d_count * r + d * r;
+                    layer_out[o..o + r].copy_from_slice(&state[b * r..(b + 1) * r]);
                 }
             }
             if let Some(out) = hy.as_deref_mut() {
-                out[s..s + n * h].copy_from_slice(&hidden);
+                out[slot * n * r..(slot + 1) * n * r].copy_from_slice(&state);
             }
             if let (Some(out), true) = (cy.as_deref_mut(), is_lstm) {
-                out[s..s + n * h].copy_from_slice(&memory);
+                out[slot * n * h..(slot + 1) * n * h].copy_from_slice(&memory);
             }
         }
         if l + 1 < shape.layers {
             std::mem::swap(&mut layer_in, &mut layer_out);
-            layer_in.truncate(t_len * n * d_count * h);
-            layer_out.resize(t_len * n * d_count * h, 0.0);
+            layer_out.resize(t_len * n * d_count * r, 0.0);
         }
     }
     output.copy_from_slice(&layer_out);
@@ -241,6 +288,7 @@ mod tests {
             hidden: 3,
             layers: 2,
             directions: 2,
+            projection: None,
         };
         let size = 4 * 3 * 2;
         assert_eq!(
@@ -260,6 +308,7 @@ mod tests {
             hidden: 1,
             layers: 1,
             directions: 1,
+            projection: None,
         };
         let params = [0.5, -1.0, 2.0, 0.1, 0.2];
         let mut out = [0.0];
@@ -287,6 +336,7 @@ mod tests {
             hidden: 1,
             layers: 1,
             directions: 1,
+            projection: None,
         };
         let wx = [0.1, 0.2, 0.3, 0.4];
         let wh = [0.5, 0.6, 0.7, 0.8];
@@ -335,6 +385,7 @@ mod tests {
             hidden: 1,
             layers: 1,
             directions: 2,
+            projection: None,
         };
         let fw = ([0.3, -0.2, 0.5], [0.1, 0.4, -0.6]);
         let bw = ([-0.3, 0.2, 0.7], [0.2, -0.1, 0.3]);
