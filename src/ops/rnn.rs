@@ -1,6 +1,7 @@
 //! `RNN` at inference: multi-layer, optionally bidirectional vanilla RNN
-//! (relu or tanh), LSTM and GRU over `(seq_len, batch, input)` data with
-//! MXNet's packed `parameters` vector (see `kernels::fp32::rnn`).
+//! (relu or tanh), LSTM (optionally with projection) and GRU over
+//! `(seq_len, batch, input)` data with MXNet's packed `parameters` vector
+//! (see `kernels::fp32::rnn`).
 
 use super::fp32_util::{declared_outputs, f32_only, NodeInfo};
 use super::{NodeCtx, Op, Registry, Shape};
