@@ -378,10 +378,40 @@ fn depthwise_forward(
                 [(n * shape.in_channels + c) * image..(n * shape.in_channels + c + 1) * image];
             let filter = &weight[f * taps..(f + 1) * taps];
             out.fill(bias.map_or(0.0, |b| b[f]));
-            depthwise_plane(&w, src, filter, out);
+            if w.stride[2] == 1 {
+                depthwise_plane(&w, src, filter, out);
+            } else {
+                // Split each row into its stride phases so every tap reads
+                // a contiguous run instead of a strided one.
+                with_scratch(image, |phased| {
+                    deinterleave_rows(src, w.image[2], w.stride[2], phased);
+                    depthwise_plane(&w, phased, filter, out);
+                });
+            }
         });
 }
 
+/// Reorders every row of `src` (rows of `width`) by phase: the elements at
+/// columns `p, p + stride, p + 2·stride, …` become contiguous, phase 0 first.
+fn deinterleave_rows(src: &[f32], width: usize, stride: usize, dst: &mut [f32]) {
+    for (row, out) in src.chunks_exact(width).zip(dst.chunks_exact_mut(width)) {
+        let mut at = 0;
+        for p in 0..stride.min(width) {
+            for &v in row[p..].iter().step_by(stride) {
+                out[at] = v;
+                at += 1;
+            }
+        }
+    }
+}
+
+/// Start of phase `p` in a row of `width` deinterleaved by `stride`.
+fn phase_start(width: usize, stride: usize, p: usize) -> usize {
+    (0..p).map(|q| (width - q).div_ceil(stride)).sum()
+}
+
+/// Accumulates one depthwise filter over one plane. With a column stride
+/// above 1, `src` rows must be deinterleaved by [`deinterleave_rows`].
 fn depthwise_plane(w: &Window, src: &[f32], filter: &[f32], out: &mut [f32]) {
     let [_, ih, iw] = w.image;
     let [gd, gh, gw] = w.grid;
@@ -392,8 +422,13 @@ fn depthwise_plane(w: &Window, src: &[f32], filter: &[f32], out: &mut [f32]) {
         if lo >= hi {
             continue;
         }
-        let offset_w = w.source(2, 0, kw);
-        let start = (lo as isize * sw as isize + offset_w) as usize;
+        // Column of the first valid output within the (deinterleaved) row.
+        let first = (lo as isize * sw as isize + w.source(2, 0, kw)) as usize;
+        let start = if sw == 1 {
+            first
+        } else {
+            phase_start(iw, sw, first % sw) + first / sw
+        };
         for d in 0..gd {
             let sd = w.source(0, d, kd);
             if sd < 0 || sd >= w.image[0] as isize {
@@ -404,14 +439,8 @@ fn depthwise_plane(w: &Window, src: &[f32], filter: &[f32], out: &mut [f32]) {
                 let sh = w.source(1, h, kh) as usize;
                 let row = &src[(sd as usize * ih + sh) * iw..(sd as usize * ih + sh + 1) * iw];
                 let dst = &mut out[(d * gh + h) * gw + lo..(d * gh + h) * gw + hi];
-                if sw == 1 {
-                    for (o, x) in dst.iter_mut().zip(&row[start..start + (hi - lo)]) {
-                        *o += k * *x;
-                    }
-                } else {
-                    for (o, x) in dst.iter_mut().zip(row[start..].iter().step_by(sw)) {
-                        *o += k * *x;
-                    }
+                for (o, x) in dst.iter_mut().zip(&row[start..start + (hi - lo)]) {
+                    *o += k * *x;
                 }
             }
         }
@@ -760,7 +789,21 @@ mod tests {
     }
 
     #[test]
+    fn deinterleave_rows_groups_phases() {
+        let src: Vec<f32> = (0..7).map(|v| v as f32).collect();
+        let mut dst = vec![0.0; 7];
+        deinterleave_rows(&src, 7, 3, &mut dst);
+        assert_eq!(dst, [0.0, 3.0, 6.0, 1.0, 4.0, 2.0, 5.0]);
+        assert_eq!(phase_start(7, 3, 1), 3);
+        assert_eq!(phase_start(7, 3, 2), 5);
+    }
+
+    #[test]
     fn conv_depthwise_matches_reference() {
+        run_conv(
+            &case(1, 3, 3, 3, &[9, 11], &[3, 3], &[2, 3], &[1, 2], &[1, 2]),
+            true,
+        );
         run_conv(
             &case(1, 4, 4, 4, &[7, 9], &[3, 3], &[1, 1], &[1, 1], &[1, 1]),
             true,
