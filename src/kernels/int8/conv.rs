@@ -134,7 +134,7 @@ impl PackedConvWeights {
 /// channels-last `output`, applying `stage` to every accumulator.
 /// `residual`, when the stage fuses a sum, has the output's layout and size.
 /// Uses the SIMD tier of [`super::isa::selected`] where it has a kernel for
-/// these types, else [`conv_reference`]; both give the same bits.
+/// these types, else [`conv_reference`]. Both give the same bits.
 pub fn conv<X: QuantElem, O: OutputElem>(
     geom: &ConvGeometry,
     input: &[X],
@@ -150,7 +150,7 @@ pub fn conv<X: QuantElem, O: OutputElem>(
     conv_reference(geom, input, weights, stage, residual, output);
 }
 
-/// The scalar body of [`conv`], the reference of every SIMD tier.
+/// Runs the scalar body of [`conv`], the reference of every SIMD tier.
 pub fn conv_reference<X: QuantElem, O: OutputElem>(
     geom: &ConvGeometry,
     input: &[X],

@@ -70,7 +70,7 @@ impl PackedGemmWeights {
 
 /// Computes `output` (M, N) from `input` (M, K) and the packed weights,
 /// with the SIMD tier the weights were packed for where it has a kernel for
-/// these types, else with [`gemm_reference`]; both give the same bits.
+/// these types, else with [`gemm_reference`]. Both give the same bits.
 pub fn gemm<X: QuantElem, O: OutputElem>(
     input: &[X],
     weights: &PackedGemmWeights,
@@ -86,7 +86,7 @@ pub fn gemm<X: QuantElem, O: OutputElem>(
     gemm_reference(input, weights, stage, output);
 }
 
-/// The scalar body of [`gemm`], the reference of every SIMD tier.
+/// Runs the scalar body of [`gemm`], the reference of every SIMD tier.
 pub fn gemm_reference<X: QuantElem, O: OutputElem>(
     input: &[X],
     weights: &PackedGemmWeights,

@@ -141,7 +141,7 @@ struct Pixel {
 }
 
 impl Pixel {
-    /// The pixel at flat index `p` (batch and positions in row-major order).
+    /// Locates the pixel at flat index `p` (batch and positions in row-major order).
     fn at(geom: &ConvGeometry, p: usize) -> Pixel {
         let [d, h, w] = geom.output;
         Pixel {
@@ -265,9 +265,9 @@ pub(super) unsafe fn run(
                 out: result.as_mut_ptr(),
             };
             let kernel = (tiling.select)(mr, job.panels, signed);
-            // SAFETY: the caller guarantees the tier; every base points to a
+            // SAFETY: the caller guarantees the tier. Every base points to a
             // pixel whose taps and steps stay inside the input or the staging
-            // rows (checked by `direct_base` or sized by `staged_row`). The
+            // rows, as `direct_base` checks and `staged_row` sizes them. The
             // panel pointers address `job.panels` packed panels, and `result`
             // has room for MAX_TILE_PIXELS rows.
             unsafe { kernel(&args) };
