@@ -3,9 +3,10 @@
 //! `add_n`, operators with a scalar attribute (`_plus_scalar`, …) and `clip`.
 
 use super::fp32_util::{f32_only, NodeInfo};
-use super::{NodeCtx, Op, Registry, Shape};
+use super::{all_visible, data_input, single_output, NodeCtx, Op, OpDef, Registry, Shape};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
+use crate::graph::Attrs;
 use crate::kernels::fp32::elementwise::{broadcast, broadcast_shape, map, zip};
 use crate::tensor::Tensor;
 
@@ -204,7 +205,55 @@ fn find<T: Copy>(table: &[(&str, T)], ctx: &NodeCtx) -> Result<T> {
         })
 }
 
+/// Facts of the operators above that the catalog does not list: name,
+/// MXNet 1.9.1 aliases, and whether the operator takes `lhs, rhs` (else `data`).
+const EXTRA_FACTS: &[(&str, &[&str], bool)] = &[
+    ("_power", &["_Power"], true),
+    ("_mod", &["_Mod"], true),
+    ("_hypot", &["_Hypot"], true),
+    ("_equal", &["_Equal"], true),
+    ("_not_equal", &["_Not_Equal"], true),
+    ("_greater", &["_Greater"], true),
+    ("_greater_equal", &["_Greater_Equal"], true),
+    ("_lesser", &["_Lesser"], true),
+    ("_lesser_equal", &["_Lesser_Equal"], true),
+    ("_logical_and", &["_Logical_And"], true),
+    ("_logical_or", &["_Logical_Or"], true),
+    ("_logical_xor", &["_Logical_Xor"], true),
+    ("broadcast_mod", &[], true),
+    ("broadcast_hypot", &[], true),
+    ("broadcast_logical_and", &[], true),
+    ("broadcast_logical_or", &[], true),
+    ("broadcast_logical_xor", &[], true),
+    ("_mod_scalar", &["_ModScalar"], false),
+    ("_rmod_scalar", &["_RModScalar"], false),
+    (
+        "_hypot_scalar",
+        &["_HypotScalar", "_npi_hypot_scalar"],
+        false,
+    ),
+    ("_logical_and_scalar", &["_LogicalAndScalar"], false),
+    ("_logical_or_scalar", &["_LogicalOrScalar"], false),
+    ("_logical_xor_scalar", &["_LogicalXorScalar"], false),
+];
+
+fn lhs_rhs(_: &Attrs) -> Vec<String> {
+    vec!["lhs".into(), "rhs".into()]
+}
+
 pub fn register(r: &mut Registry) {
+    for &(name, aliases, binary) in EXTRA_FACTS {
+        if r.get(name).is_none() {
+            r.add(OpDef {
+                name,
+                aliases,
+                inputs: if binary { lhs_rhs } else { data_input },
+                outputs: single_output,
+                visible_outputs: all_visible,
+                mutate_inputs: &[],
+            });
+        }
+    }
     for &(name, _) in SAME_SHAPE {
         r.implement(name, |ctx| {
             Ok(Box::new(ElemwiseBinary::new(
@@ -436,6 +485,17 @@ impl Op for Clip {
 mod tests {
     use super::super::fp32_util::testing::*;
     use super::*;
+
+    #[test]
+    fn extra_facts_resolve_aliases() {
+        use super::super::{lookup, registry};
+        assert_eq!(lookup("_Power").map(|d| d.name), Some("_power"));
+        assert_eq!(lookup("_ModScalar").map(|d| d.name), Some("_mod_scalar"));
+        assert!(registry().constructor("_Logical_And").is_some());
+        assert!(registry().constructor("broadcast_mod").is_some());
+        let inputs = lookup("broadcast_hypot").map(|d| (d.inputs)(&Attrs::new()));
+        assert_eq!(inputs, Some(vec!["lhs".to_string(), "rhs".to_string()]));
+    }
 
     #[test]
     fn binary_functions() {

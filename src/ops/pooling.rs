@@ -2,7 +2,7 @@
 //! and lp, with global pooling and the valid, full and same conventions.
 
 use super::fp32_util::{f32_only, to_sizes, NodeInfo};
-use super::{NodeCtx, Op, Registry, Shape};
+use super::{all_visible, data_input, single_output, NodeCtx, Op, OpDef, Registry, Shape};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::kernels::fp32::pool::{adaptive_avg_pool, pool_forward, PoolKind};
@@ -10,6 +10,17 @@ use crate::kernels::fp32::window::Window;
 use crate::tensor::Tensor;
 
 pub fn register(r: &mut Registry) {
+    // The catalog does not list this contrib operator; its facts are plain.
+    if r.get("_contrib_AdaptiveAvgPooling2D").is_none() {
+        r.add(OpDef {
+            name: "_contrib_AdaptiveAvgPooling2D",
+            aliases: &[],
+            inputs: data_input,
+            outputs: single_output,
+            visible_outputs: all_visible,
+            mutate_inputs: &[],
+        });
+    }
     r.implement("Pooling", |ctx| Ok(Box::new(Pooling::new(ctx)?)));
     r.implement("_contrib_AdaptiveAvgPooling2D", |ctx| {
         Ok(Box::new(AdaptiveAvgPool::new(ctx)?))
