@@ -45,13 +45,11 @@ impl UpSampling {
             return Err(node.attr_err("scale", scale, "must be at least 1"));
         }
         let bilinear = r.choice("sample_type", &["nearest", "bilinear"], "nearest")? == "bilinear";
+        // Bilinear upsampling always takes (data, weight), whatever num_args
+        // says, as in MXNet 1.9.1.
         let num_args = r.int_or("num_args", 1)?;
-        if num_args < 1 || (bilinear && num_args != 2 && r.raw("num_args").is_some()) {
-            return Err(node.attr_err(
-                "num_args",
-                num_args,
-                "expected at least 1 (exactly 2 for bilinear: data and weight)",
-            ));
+        if num_args < 1 && !bilinear {
+            return Err(node.attr_err("num_args", num_args, "expected at least 1"));
         }
         let sum = r.choice("multi_input_mode", &["concat", "sum"], "concat")? == "sum";
         Ok(UpSampling {
