@@ -130,9 +130,9 @@ impl Op for Crop {
     }
 }
 
-/// `ROIPooling` with MXNet 1.9.1's rounding: each region `[batch, x1, y1,
+/// `ROIPooling` with MXNet 1.9.1's rounding. Each region `[batch, x1, y1,
 /// x2, y2]` is scaled by `spatial_scale`, rounded, and split into
-/// `pooled_size` bins whose maxima form the output; empty bins give 0.
+/// `pooled_size` bins, and the bin maxima form the output. Empty bins give 0.
 struct RoiPooling {
     node: NodeInfo,
     pooled: (usize, usize),

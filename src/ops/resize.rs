@@ -45,8 +45,8 @@ impl UpSampling {
             return Err(node.attr_err("scale", scale, "must be at least 1"));
         }
         let bilinear = r.choice("sample_type", &["nearest", "bilinear"], "nearest")? == "bilinear";
-        // Bilinear upsampling always takes (data, weight), whatever num_args
-        // says, as in MXNet 1.9.1.
+        // Bilinear upsampling always takes (data, weight) whatever the value
+        // of num_args, as in MXNet 1.9.1.
         let num_args = r.int_or("num_args", 1)?;
         if num_args < 1 && !bilinear {
             return Err(node.attr_err("num_args", num_args, "expected at least 1"));

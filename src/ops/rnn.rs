@@ -242,7 +242,7 @@ mod tests {
     fn lstm_projection_matches_mxnet() {
         // Two bidirectional LSTMP layers (T 2, N 2, I 2, H 3, P 2) with
         // parameters sin(0.37·k)/2, data cos(0.91·k), h0 0.3·sin(1.3·k) and
-        // c0 0.3·cos(0.7·k); expected values from MXNet 1.9.1's mx.nd.RNN.
+        // c0 0.3·cos(0.7·k). The expected values come from MXNet 1.9.1's mx.nd.RNN.
         let op = make(
             |c| Ok(Box::new(Rnn::new(c)?)),
             "RNN",

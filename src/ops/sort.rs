@@ -23,7 +23,7 @@ enum Kind {
     ArgSort,
 }
 
-/// What `topk` returns.
+/// Output kind of `topk`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Returns {
     Indices,

@@ -195,7 +195,14 @@ pub fn broadcast<F: Fn(f32, f32) -> f32 + Sync>(
         b_shape.iter().product::<usize>(),
         "broadcast: b length"
     );
-    assert!(a_shape.len() <= out_shape.len() && b_shape.len() <= out_shape.len());
+    assert!(
+        a_shape.len() <= out_shape.len(),
+        "broadcast: a has a higher rank than the output"
+    );
+    assert!(
+        b_shape.len() <= out_shape.len(),
+        "broadcast: b has a higher rank than the output"
+    );
     if numel == 0 {
         return;
     }

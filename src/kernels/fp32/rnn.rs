@@ -4,10 +4,10 @@
 //! Parameter layout: all weight matrices first, then all bias vectors. For
 //! each layer and, inside it, each direction: `W_x` (`G·H × I_l`), `W_h`
 //! (`G·H × R`) and, for an LSTM with projection, `W_r` (`P × H`). `G` is
-//! the number of gates (1, 4 for LSTM with order i, f, g, o, 3 for GRU with
-//! order r, z, n), `R` the recurrent state size (`P` with projection, `H`
-//! otherwise) and `I_l` the input size of layer `l` (`D·R` above the
-//! first). Biases follow in the same order: `b_x` (`G·H`) then `b_h`
+//! the number of gates: 1, 4 for LSTM (order i, f, g, o) or 3 for GRU
+//! (order r, z, n). `R` is the recurrent state size, `P` with projection
+//! and `H` otherwise. `I_l` is the input size of layer `l`, `D·R` above the
+//! first. Biases follow in the same order: `b_x` (`G·H`) then `b_h`
 //! (`G·H`) per layer and direction.
 
 use super::elementwise::act::sigmoid;
