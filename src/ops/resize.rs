@@ -297,6 +297,11 @@ impl Op for BilinearResize {
             return Ok(None);
         };
         expect_4d(&self.node, "data", &data)?;
+        if data[2] == 0 || data[3] == 0 {
+            return Err(self
+                .node
+                .shape_err(format!("cannot resize the empty image {data:?}")));
+        }
         let like = if like_mode {
             match &inputs[1] {
                 Some(l) => {
@@ -415,6 +420,11 @@ mod tests {
         )?;
         let mut shapes = vec![Some(data.to_vec())];
         Ok(op.infer_shape(&mut shapes)?.unwrap().remove(0))
+    }
+
+    #[test]
+    fn bilinear_resize_rejects_empty_image() {
+        assert!(resize(&[("height", "2")], &[1, 1, 0, 3]).is_err());
     }
 
     #[test]
