@@ -18,6 +18,24 @@ pub trait QuantElem: bytemuck::Pod + Send + Sync + 'static {
     fn saturate(v: f32) -> Self;
 }
 
+/// Rounds half to even, like `f32::round_ties_even`, without a libm call.
+///
+/// The x86-64 baseline has no rounding instruction, so `round_ties_even`
+/// compiles to a call to `rintf`. Adding and subtracting 2^23 (with the sign
+/// of `v`) rounds to an integer under the default round-to-nearest-even
+/// mode, which Rust code always runs in; values of magnitude 2^23 or more
+/// are already integers, and NaN passes through.
+#[inline(always)]
+pub fn round_half_even(v: f32) -> f32 {
+    const TWO_POW_23: f32 = 8_388_608.0;
+    if v.abs() < TWO_POW_23 {
+        let shift = TWO_POW_23.copysign(v);
+        (v + shift) - shift
+    } else {
+        v
+    }
+}
+
 impl QuantElem for i8 {
     const LOWEST: f32 = -128.0;
     const HIGHEST: f32 = 127.0;
@@ -30,7 +48,7 @@ impl QuantElem for i8 {
     fn saturate(v: f32) -> Self {
         // `as` maps NaN to 0; the bounds are integers, so clamping before
         // rounding equals rounding before clamping.
-        v.clamp(Self::LOWEST, Self::HIGHEST).round_ties_even() as i8
+        round_half_even(v.clamp(Self::LOWEST, Self::HIGHEST)) as i8
     }
 }
 
@@ -44,7 +62,7 @@ impl QuantElem for u8 {
         self as f32
     }
     fn saturate(v: f32) -> Self {
-        v.clamp(Self::LOWEST, Self::HIGHEST).round_ties_even() as u8
+        round_half_even(v.clamp(Self::LOWEST, Self::HIGHEST)) as u8
     }
 }
 
@@ -59,7 +77,7 @@ impl QuantElem for i32 {
         self as f32
     }
     fn saturate(v: f32) -> Self {
-        v.clamp(Self::LOWEST, Self::HIGHEST).round_ties_even() as i32
+        round_half_even(v.clamp(Self::LOWEST, Self::HIGHEST)) as i32
     }
 }
 
@@ -168,5 +186,30 @@ mod tests {
         assert_eq!(i32::saturate(3e9), 2_147_483_520);
         assert_eq!(i32::saturate(-3e9), i32::MIN);
         assert_eq!(i32::saturate(f32::NAN), 0);
+    }
+}
+
+#[cfg(test)]
+mod round_tests {
+    use super::round_half_even;
+
+    #[test]
+    fn round_half_even_matches_std() {
+        let mut values = vec![
+            0.5f32, 1.5, 2.5, -0.5, -1.5, -2.5, 0.49999997, 8_388_607.5, -8_388_607.5, 8_388_608.0,
+            16_777_217.0, 2_147_483_520.0, -2_147_483_648.0, f32::MIN_POSITIVE, -0.0, 127.5, 254.5,
+        ];
+        let mut state = 0x1234_5678u32;
+        for _ in 0..100_000 {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            values.push(f32::from_bits(state) % 1.0e7);
+        }
+        for v in values.into_iter().filter(|v| v.is_finite()) {
+            assert_eq!(round_half_even(v), v.round_ties_even(), "{v}");
+        }
+        assert!(round_half_even(f32::NAN).is_nan());
+        assert_eq!(round_half_even(f32::INFINITY), f32::INFINITY);
     }
 }

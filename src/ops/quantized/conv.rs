@@ -13,7 +13,7 @@ use super::common::{
     with_quant_type, write_range, Ident, P31,
 };
 use super::conv_attrs::ConvParams;
-use super::layout::{to_channels_first, to_channels_last};
+use super::layout::{to_channels_first, to_channels_last, to_channels_last_into, with_scratch};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::kernels::int8::conv::{conv, ConvGeometry, PackedConvWeights};
@@ -96,14 +96,17 @@ pub(super) fn run_conv(
     };
     let res_slice = residual_last.as_ref().map(|r| r.slice());
     with_quant_type!(data.dtype(), id, X => {
-        let x = to_channels_last(data.as_slice::<X>()?, geom.batch, geom.in_channels, in_spatial);
-        match out.dtype() {
-            DType::I8 => conv_into::<X, i8>(geom, &x, weights, stage, res_slice, out)?,
-            DType::U8 => conv_into::<X, u8>(geom, &x, weights, stage, res_slice, out)?,
-            DType::I32 => conv_into::<X, i32>(geom, &x, weights, stage, res_slice, out)?,
-            DType::F32 => conv_into::<X, f32>(geom, &x, weights, stage, res_slice, out)?,
-            other => return Err(id.dtype_err(format!("output dtype {other} is not supported"))),
-        }
+        let src = data.as_slice::<X>()?;
+        with_scratch::<X, _>(src.len(), |x| {
+            to_channels_last_into(src, geom.batch, geom.in_channels, in_spatial, x);
+            match out.dtype() {
+                DType::I8 => conv_into::<X, i8>(geom, x, weights, stage, res_slice, out),
+                DType::U8 => conv_into::<X, u8>(geom, x, weights, stage, res_slice, out),
+                DType::I32 => conv_into::<X, i32>(geom, x, weights, stage, res_slice, out),
+                DType::F32 => conv_into::<X, f32>(geom, x, weights, stage, res_slice, out),
+                other => Err(id.dtype_err(format!("output dtype {other} is not supported"))),
+            }
+        })?
     });
     Ok(())
 }
@@ -116,16 +119,12 @@ fn conv_into<X: QuantElem, O: OutputElem + Default>(
     residual: Option<QuantSlice>,
     out: &mut Tensor,
 ) -> Result<()> {
-    let mut last = vec![O::default(); geom.output_len()];
-    conv(geom, x, weights, stage, residual, &mut last);
     let spatial: usize = geom.output.iter().product();
-    to_channels_first(
-        &last,
-        geom.batch,
-        geom.out_channels,
-        spatial,
-        out.as_mut_slice::<O>()?,
-    );
+    let dst = out.as_mut_slice::<O>()?;
+    with_scratch::<O, _>(geom.output_len(), |last| {
+        conv(geom, x, weights, stage, residual, last);
+        to_channels_first(last, geom.batch, geom.out_channels, spatial, dst);
+    });
     Ok(())
 }
 
@@ -221,7 +220,7 @@ impl Op for QuantizedConv {
             let bias: &[i8] = inputs[2].as_slice()?;
             stage.bias = PerChannel(
                 bias.iter()
-                    .map(|&b| (b as f32 * factor).round_ties_even())
+                    .map(|&b| crate::kernels::int8::elem::round_half_even(b as f32 * factor))
                     .collect(),
             );
         }
