@@ -47,11 +47,12 @@ pub fn split_params(bytes: &[u8]) -> Result<(ParamMap, ParamMap)> {
     }
     let mut args = HashMap::new();
     let mut aux = HashMap::new();
-    for (name, tensor) in list.named() {
+    for (name, tensor) in list.names.into_iter().zip(list.arrays) {
+        let Some(tensor) = tensor else { continue };
         if let Some(rest) = name.strip_prefix("arg:") {
-            args.insert(rest.to_string(), Arc::new(tensor.clone()));
+            args.insert(rest.to_string(), Arc::new(tensor));
         } else if let Some(rest) = name.strip_prefix("aux:") {
-            aux.insert(rest.to_string(), Arc::new(tensor.clone()));
+            aux.insert(rest.to_string(), Arc::new(tensor));
         } else {
             log::debug!("ignoring parameter {name:?}: its name has no arg: or aux: prefix");
         }

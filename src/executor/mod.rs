@@ -137,12 +137,7 @@ impl Executor {
             );
             values.push(Value::Pooled);
         }
-        for &id in &order {
-            if graph.nodes[id].is_variable() {
-                let e = entry_base[id];
-                values[e] = Value::Owned(Tensor::zeros(dtypes[e], &shapes[e])?);
-            }
-        }
+
         let named = |ids: &[usize]| -> Vec<(String, usize)> {
             ids.iter()
                 .map(|&id| (graph.nodes[id].name.clone(), entry_base[id]))
@@ -158,6 +153,13 @@ impl Executor {
         for (name, e) in &aux_states {
             if let Some(t) = spec.aux.get(name) {
                 values[*e] = Value::Shared(check_param(name, t, &shapes[*e], dtypes[*e])?);
+            }
+        }
+        // Inputs, and parameters the spec does not provide, start as zeros.
+        for &id in &order {
+            let e = entry_base[id];
+            if graph.nodes[id].is_variable() && matches!(values[e], Value::Pooled) {
+                values[e] = Value::Owned(Tensor::zeros(dtypes[e], &shapes[e])?);
             }
         }
 
