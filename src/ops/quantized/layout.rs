@@ -26,7 +26,9 @@ pub fn with_scratch<T: Pod, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
         buf.resize(words, 0);
     }
     let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut buf[..words]);
-    let result = f(bytemuck::cast_slice_mut(&mut bytes[..len * std::mem::size_of::<T>()]));
+    let result = f(bytemuck::cast_slice_mut(
+        &mut bytes[..len * std::mem::size_of::<T>()],
+    ));
     SCRATCH.with(|s| s.borrow_mut().push(buf));
     result
 }
