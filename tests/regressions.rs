@@ -7,15 +7,19 @@
 //! the C boundary shows up as "internal error (please report)" and counts
 //! as a failure, and so does a process killed by a signal.
 
+use mxnet::capi::ndarray::MXNDArrayFree;
 use mxnet::capi::predict::{
-    MXPredCreateEx, MXPredForward, MXPredFree, MXPredSetInput, PredictorHandle,
+    MXPredCreateEx, MXPredForward, MXPredFree, MXPredGetOutputShape, MXPredSetInput,
+    MXPredSetMonitorCallback, PredictorHandle,
 };
 use mxnet::capi::MXGetLastError;
 use mxnet::format::params::{load_params, save_params};
 use mxnet::{DType, Tensor};
-use std::ffi::{c_char, c_int, CStr, CString};
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::mpsc;
+use std::time::Duration;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -460,4 +464,73 @@ fn inspect_lists_unknown_multi_output_op() {
         stdout.contains("_contrib_quantize_v3"),
         "inspect does not list the unknown operator: {stdout}"
     );
+}
+
+/// Queries the output shape of the predictor passed as the user pointer,
+/// from inside a monitor callback, then frees the array it received.
+unsafe extern "C" fn query_predictor_in_monitor(
+    _name: *const c_char,
+    array: *mut c_void,
+    predictor: *mut c_void,
+) {
+    let mut shape: *mut u32 = std::ptr::null_mut();
+    let mut ndim = 0u32;
+    // SAFETY: `predictor` is the live handle registered with this callback,
+    // and the callback owns `array`.
+    unsafe {
+        MXPredGetOutputShape(predictor, 0, &mut shape, &mut ndim);
+        MXNDArrayFree(array);
+    }
+}
+
+#[test]
+#[ignore = "bug: a monitor callback that calls MXPred* on its own predictor deadlocks (MXNet 1.9.1 allows it)"]
+fn monitor_callback_reentry() {
+    let (done, finished) = mpsc::channel();
+    // The predictor runs on its own thread so that a deadlock fails the test
+    // after a timeout instead of hanging it. A deadlocked thread stays blocked
+    // until the test process exits.
+    std::thread::spawn(move || {
+        let json =
+            read_text(&root().join("tests/fixtures/ops/conv_3x3_pad/conv_3x3_pad-symbol.json"));
+        let params = read(&root().join("tests/fixtures/ops/conv_3x3_pad/conv_3x3_pad-0000.params"));
+        let json = CString::new(json).unwrap();
+        let key = CString::new("data").unwrap();
+        let keys = [key.as_ptr()];
+        let indptr = [0u32, 4];
+        let shape = [2u32, 3, 5, 7];
+        let mut handle: PredictorHandle = std::ptr::null_mut();
+        // SAFETY: every pointer refers to a live buffer of the length passed with it.
+        let rc = unsafe {
+            mxnet::capi::predict::MXPredCreate(
+                json.as_ptr(),
+                params.as_ptr().cast(),
+                params.len() as c_int,
+                1,
+                0,
+                1,
+                keys.as_ptr() as *mut *const c_char,
+                indptr.as_ptr(),
+                shape.as_ptr(),
+                &mut handle,
+            )
+        };
+        assert_eq!(rc, 0, "{}", last_error());
+
+        // SAFETY: `handle` stays live while the callback can run.
+        let rc = unsafe {
+            MXPredSetMonitorCallback(handle, Some(query_predictor_in_monitor), handle, false)
+        };
+        assert_eq!(rc, 0, "{}", last_error());
+
+        // SAFETY: `handle` is a live predictor.
+        let rc = unsafe { MXPredForward(handle) };
+        done.send(rc).unwrap();
+        // SAFETY: `handle` came from MXPredCreate and is freed once.
+        unsafe { MXPredFree(handle) };
+    });
+    let rc = finished
+        .recv_timeout(Duration::from_secs(5))
+        .expect("MXPredForward did not return within 5 s: the monitor callback deadlocked");
+    assert_eq!(rc, 0, "MXPredForward failed");
 }
