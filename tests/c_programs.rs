@@ -130,16 +130,28 @@ fn example_args(model: &str) -> Vec<String> {
         .collect()
 }
 
+/// Every model fixture (model zoo and segmentation heads).
+fn all_models() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(format!("{}/models", fixtures()))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
 #[test]
-fn c_example_classifies() {
-    let args = example_args("resnet18_v1");
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = build_and_run_with_env(
-        "examples/c/classify.c",
-        &args,
-        &[("MXNET_EXAMPLE_DUMP", "1")],
-    );
-    assert_matches_mxnet(&out, "resnet18_v1");
+fn c_example_classifies_every_model() {
+    for model in all_models() {
+        let args = example_args(&model);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = build_and_run_with_env(
+            "examples/c/classify.c",
+            &args,
+            &[("MXNET_EXAMPLE_DUMP", "1")],
+        );
+        assert_matches_mxnet(&out, &model);
+    }
 }
 
 #[test]
@@ -155,23 +167,22 @@ fn cpp_example_classifies() {
 }
 
 #[test]
-fn python_ctypes_example_classifies() {
+fn python_ctypes_example_classifies_every_model() {
     let lib = library_dir().join("libmxnet.so");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/python/classify.py");
-    let mut args = vec![script.display().to_string(), lib.display().to_string()];
-    args.extend(example_args("mobilenetv2_1.0"));
-    let output = Command::new("python3")
-        .args(&args)
-        .env("MXNET_EXAMPLE_DUMP", "1")
-        .output()
-        .expect("python3 runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert_matches_mxnet(&stdout, "mobilenetv2_1.0");
+    for model in all_models() {
+        let mut args = vec![script.display().to_string(), lib.display().to_string()];
+        args.extend(example_args(&model));
+        let output = Command::new("python3")
+            .args(&args)
+            .env("MXNET_EXAMPLE_DUMP", "1")
+            .output()
+            .expect("python3 runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{model}: {stdout}\n{stderr}");
+        assert_matches_mxnet(&stdout, &model);
+    }
 }
 
 fn quantized_dir(name: &str) -> String {
