@@ -534,3 +534,29 @@ fn monitor_callback_reentry() {
         .expect("MXPredForward did not return within 5 s: the monitor callback deadlocked");
     assert_eq!(rc, 0, "MXPredForward failed");
 }
+
+#[test]
+#[ignore = "bug: SliceChannel num_outputs=4294967297 in symbol JSON aborts the process while loading (allocation failure)"]
+fn symbol_huge_num_outputs() {
+    let json = r#"{"nodes": [{"op": "null", "name": "data", "inputs": []},
+        {"op": "SliceChannel", "name": "sl", "attrs": {"num_outputs": "4294967297"},
+         "inputs": [[0, 0, 0]]}], "arg_nodes": [0], "heads": [[1, 0, 0]]}"#;
+    let path = std::env::temp_dir().join(format!(
+        "mxnet-int8-regression-split-{}-symbol.json",
+        std::process::id()
+    ));
+    std::fs::write(&path, json).unwrap();
+    let output = cli_with_memory_limit(&["inspect", &path.display().to_string()]);
+    std::fs::remove_file(&path).ok();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "expected exit code 1 with an error message, got {:?}: {stderr}",
+        output.status
+    );
+    assert!(
+        stderr.contains("sl"),
+        "the message does not name node sl: {stderr}"
+    );
+}
