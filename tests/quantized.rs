@@ -334,3 +334,8 @@ fn resnet_models() {
 fn mobilenet_models() {
     check_group(&["mobilenet_"]);
 }
+
+#[test]
+fn model_zoo_models() {
+    check_group(&["zoo_"]);
+}
