@@ -195,3 +195,50 @@ fn bundled_int8_demo_tracks_fp32() {
     println!("int8 drift from FP32: {drift:.4}");
     assert!(drift < 0.05, "relative L2 drift {drift}");
 }
+
+/// Every quantized model fixture runs through the predictor as
+/// `MXPredCreate` builds it: bit for bit like MXNet where MXNet is the
+/// reference, else within the case's tolerance of the FP32 model.
+#[test]
+fn quantized_models_through_predictor() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/quantized");
+    let mut checked = 0;
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    for dir in dirs {
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        let file = |suffix: &str| dir.join(format!("{name}{suffix}"));
+        let meta: Value =
+            serde_json::from_str(&std::fs::read_to_string(file("-meta.json")).unwrap()).unwrap();
+        if meta["kind"] != "model" {
+            continue;
+        }
+        let io = load_params_file(&file("-io.params")).unwrap();
+        let io: HashMap<&str, &Tensor> = io.named().collect();
+        let input = io["data"];
+        let mut p = bind_demo(&dir, &name, input);
+        let got = p.executor.output(0).unwrap().to_f32_vec();
+        if meta["reference"] == "mxnet" {
+            let want = io["output0"].to_f32_vec();
+            assert!(got == want, "{name}: output 0 differs from MXNet's");
+        } else {
+            let fp32 = io["fp32_output0"].to_f32_vec();
+            let (num, den) = got.iter().zip(&fp32).fold((0f64, 0f64), |(n, d), (a, b)| {
+                (n + ((a - b) as f64).powi(2), d + (*b as f64).powi(2))
+            });
+            let tolerance = meta["fp32_tolerance"].as_f64().unwrap_or(0.05);
+            let drift = (num / den.max(f64::MIN_POSITIVE)).sqrt();
+            assert!(
+                drift <= tolerance,
+                "{name}: drift {drift} from FP32 exceeds {tolerance}"
+            );
+        }
+        p.executor.forward().unwrap();
+        checked += 1;
+    }
+    assert!(checked >= 30, "only {checked} quantized models checked");
+}
