@@ -100,7 +100,34 @@ impl Predictor {
             args,
             aux,
         };
-        Predictor::from_parts(Arc::new(graph), spec)
+        // MXNet ignores shapes given for names the model does not have; say
+        // so when binding then fails, since a misspelt key is the likely cause.
+        let all_inputs = graph.list_inputs();
+        let unknown_keys = |k: &&str| !all_inputs.iter().any(|i| i == k);
+        let inputs: Vec<&str> = all_inputs
+            .iter()
+            .map(String::as_str)
+            .filter(|n| !spec.args.contains_key(*n) && !spec.aux.contains_key(*n))
+            .collect();
+        let unknown: Vec<&str> = config
+            .input_shapes
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .filter(unknown_keys)
+            .collect();
+        Predictor::from_parts(Arc::new(graph), spec).map_err(|e| match e {
+            Error::Shape { node, op, reason } if !unknown.is_empty() => Error::Shape {
+                node,
+                op,
+                reason: format!(
+                    "{reason} (shapes were given for {}, which the model does not have; its inputs \
+                     without parameters are {})",
+                    unknown.join(", "),
+                    inputs.join(", ")
+                ),
+            },
+            other => other,
+        })
     }
 
     /// Binds a parsed graph with an explicit spec.

@@ -18,17 +18,23 @@ pub struct Buffer {
 }
 
 impl Buffer {
-    /// Allocates `len` zero bytes.
+    /// Allocates `len` zero bytes; fails instead of aborting when the
+    /// system refuses the memory. The zeroed allocation maps pages lazily.
+    pub fn try_zeroed(len: usize) -> Result<Buffer> {
+        let lines = bytemuck::allocation::try_zeroed_vec::<Line>(len.div_ceil(64))
+            .map_err(|()| Error::invalid(format!("cannot allocate {len} bytes: out of memory")))?;
+        Ok(Buffer { lines, len })
+    }
+
+    /// Allocates `len` zero bytes for small, bounded sizes; panics if the
+    /// memory cannot be had (callers inside the C API turn that into an error).
     pub fn zeroed(len: usize) -> Buffer {
-        Buffer {
-            lines: vec![Line([0; 64]); len.div_ceil(64)],
-            len,
-        }
+        Buffer::try_zeroed(len).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Copies `bytes` into a new aligned buffer.
     pub fn from_bytes(bytes: &[u8]) -> Buffer {
-        let mut buf = Buffer::zeroed(bytes.len());
+        let mut buf = Buffer::try_zeroed(bytes.len()).unwrap_or_else(|e| panic!("{e}"));
         buf.bytes_mut().copy_from_slice(bytes);
         buf
     }
@@ -96,7 +102,7 @@ impl Tensor {
         Ok(Tensor {
             dtype,
             shape: shape.to_vec(),
-            data: Buffer::zeroed(bytes),
+            data: Buffer::try_zeroed(bytes)?,
         })
     }
 

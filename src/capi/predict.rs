@@ -42,6 +42,15 @@ fn new_handle(predictor: Predictor) -> PredictorHandle {
     }))) as PredictorHandle
 }
 
+/// Predictors whose lock is held right now. Monitor callbacks run on the
+/// worker threads of the pool, so a callback that calls back into its own
+/// predictor gets an error instead of a deadlock.
+static ACTIVE: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
+fn active() -> std::sync::MutexGuard<'static, Vec<usize>> {
+    ACTIVE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// # Safety
 /// `h` must be null or a live handle from this library.
 unsafe fn with_predictor<R>(
@@ -51,8 +60,24 @@ unsafe fn with_predictor<R>(
     let m = (h as *const Handle)
         .as_ref()
         .ok_or_else(|| Error::invalid("PredictorHandle is null"))?;
+    let key = h as usize;
+    let on_worker = rayon::current_thread_index().is_some();
+    if on_worker && active().contains(&key) {
+        return Err(Error::invalid(
+            "the predictor is running MXPredForward (a monitor callback cannot call its own \
+             predictor); read its outputs after MXPredForward returns",
+        ));
+    }
     let mut guard = m.lock().unwrap_or_else(|p| p.into_inner());
-    f(&mut guard)
+    active().push(key);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut guard)));
+    {
+        let mut set = active();
+        if let Some(i) = set.iter().position(|&k| k == key) {
+            set.swap_remove(i);
+        }
+    }
+    result.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 /// Reads `num` named shapes given as keys + CSR-style index pointer + dims.

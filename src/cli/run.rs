@@ -1,7 +1,7 @@
 //! `run` and `bench`: bind a model, feed it an input and report outputs or timings.
 
 use mxnet::dtype::DType;
-use mxnet::executor::pool::thread_count;
+use mxnet::executor::pool::pool;
 use mxnet::format::npy::{read_npy, write_npy};
 use mxnet::format::params::load_params;
 use mxnet::predictor::{Predictor, PredictorConfig};
@@ -99,7 +99,8 @@ fn read_file(path: &str) -> Result<Vec<u8>> {
 
 /// Deterministic standard-normal-like values (sum of uniforms), so runs repeat.
 fn synthetic_input(shape: &[usize]) -> Result<Tensor> {
-    let n: usize = shape.iter().product();
+    // Allocate through the tensor so an absurd shape is an error, not an abort.
+    let mut tensor = Tensor::zeros(mxnet::DType::F32, shape)?;
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut next = || {
         state ^= state << 13;
@@ -107,10 +108,10 @@ fn synthetic_input(shape: &[usize]) -> Result<Tensor> {
         state ^= state << 17;
         (state >> 40) as f32 / (1u64 << 24) as f32
     };
-    let values: Vec<f32> = (0..n)
-        .map(|_| (0..4).map(|_| next()).sum::<f32>() - 2.0)
-        .collect();
-    Tensor::from_f32(shape, &values)
+    for v in tensor.f32s_mut()? {
+        *v = (0..4).map(|_| next()).sum::<f32>() - 2.0;
+    }
+    Ok(tensor)
 }
 
 /// Reads the input from a `.npy` file, or from an NDArray list file (the
@@ -177,11 +178,9 @@ fn class_map(t: &Tensor) -> Option<Vec<usize>> {
     for b in 0..n {
         for p in 0..plane {
             let score = |k: usize| v[(b * c + k) * plane + p];
-            map.push(
-                (0..c)
-                    .max_by(|&i, &j| score(i).total_cmp(&score(j)))
-                    .unwrap_or(0),
-            );
+            // The first of equal scores wins, as numpy's argmax does.
+            let best = (0..c).fold(0, |b, k| if score(k) > score(b) { k } else { b });
+            map.push(best);
         }
     }
     Some(map)
@@ -255,13 +254,20 @@ pub fn run(args: &[String]) -> Result<()> {
         "bind {:.1} ms, forward {:.1} ms, {} threads",
         bind_time.as_secs_f64() * 1e3,
         run_time.as_secs_f64() * 1e3,
-        thread_count()
+        pool().current_num_threads()
     );
     if let Some((sym, params)) = &m.compare {
         let mut r = bind(sym, params, &m.input_name, &input)?;
         r.executor.forward()?;
         for i in 0..p.executor.num_outputs().min(r.executor.num_outputs()) {
             let (ours, reference) = (p.executor.output(i)?, r.executor.output(i)?);
+            if ours.shape() != reference.shape() {
+                return Err(Error::invalid(format!(
+                    "cannot compare output {i}: shape {:?} differs from {:?} of {sym}",
+                    ours.shape(),
+                    reference.shape()
+                )));
+            }
             let distance = relative_l2(&ours.to_f32_vec(), &reference.to_f32_vec());
             println!("output {i}: relative L2 distance to {sym}: {distance:.4}");
             if let (Some(a), Some(b)) = (class_map(ours), class_map(reference)) {
@@ -308,7 +314,7 @@ pub fn bench(args: &[String]) -> Result<()> {
     println!(
         "{}: batch {batch}, {} threads, bind + first forward {:.1} ms, median {:.3} ms over {} runs (min {:.3} ms), {:.1} images/s",
         m.symbol,
-        thread_count(),
+        pool().current_num_threads(),
         first.as_secs_f64() * 1e3,
         median * 1e3,
         times.len(),

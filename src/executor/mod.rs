@@ -217,8 +217,8 @@ impl Executor {
         let blocks = plan
             .block_bytes
             .iter()
-            .map(|&b| Buffer::zeroed(b))
-            .collect();
+            .map(|&b| Buffer::try_zeroed(b))
+            .collect::<Result<Vec<_>>>()?;
         let output_names = graph.heads.iter().map(|&h| graph.entry_name(h)).collect();
         Ok(Executor {
             graph,
@@ -398,7 +398,21 @@ impl Executor {
             .iter()
             .map(|&e| self.values[e].tensor())
             .collect();
-        let result = step.op.forward(&ins, &mut outs);
+        // A panicking operator must not lose the output buffers it was lent,
+        // or the executor could not run again.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            step.op.forward(&ins, &mut outs)
+        }))
+        .unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(Error::Runtime(format!(
+                "internal error (please report): {what}"
+            )))
+        });
         for (&e, t) in step.outputs.iter().zip(outs) {
             self.values[e] = Value::Owned(t);
         }

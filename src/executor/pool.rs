@@ -2,14 +2,25 @@
 
 use std::sync::OnceLock;
 
-/// Number of worker threads: `OMP_NUM_THREADS` (MXNet's convention) if it is
-/// a positive integer, else the number of available cores.
+/// Upper bound on worker threads, as a multiple of the available cores:
+/// more threads than this only add scheduling cost.
+const MAX_THREADS_PER_CORE: usize = 4;
+
+/// Number of worker threads requested: `OMP_NUM_THREADS` (MXNet's
+/// convention) if it is a positive integer, else the number of available
+/// cores; at most `MAX_THREADS_PER_CORE` threads per core.
 pub fn thread_count() -> usize {
-    std::env::var("OMP_NUM_THREADS")
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let requested = std::env::var("OMP_NUM_THREADS")
         .ok()
         .and_then(|v| v.trim().parse::<usize>().ok())
         .filter(|&n| n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .unwrap_or(cores);
+    let limit = cores * MAX_THREADS_PER_CORE;
+    if requested > limit {
+        log::warn!("OMP_NUM_THREADS={requested} exceeds {limit} ({MAX_THREADS_PER_CORE} per core); using {limit}");
+    }
+    requested.min(limit)
 }
 
 /// Returns the process-wide pool, created on first use.

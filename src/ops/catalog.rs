@@ -54,11 +54,18 @@ fn flag(attrs: &Attrs, key: &str, default: bool) -> bool {
 
 /// Reads a non-negative count attribute. An absent, negative or unparsable
 /// value gives `default`.
+/// Largest input or output count an attribute may give: far above any real
+/// graph, low enough that listing the names cannot exhaust memory.
+pub const MAX_COUNT: usize = 1 << 20;
+
+/// Reads a count attribute; a missing, invalid or absurd value gives
+/// `default`, and the operator itself rejects the value when it is bound.
 fn count(attrs: &Attrs, key: &str, default: usize) -> usize {
     attrs
         .get(key)
         .and_then(|v| parse_int(v))
         .and_then(|v| usize::try_from(v).ok())
+        .filter(|&v| v <= MAX_COUNT)
         .unwrap_or(default)
 }
 

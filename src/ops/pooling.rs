@@ -149,6 +149,13 @@ impl Pooling {
         let mut grid = Vec::with_capacity(rank);
         for (i, &len) in spatial.iter().enumerate() {
             let padded = len + 2 * self.pad[i];
+            if self.pad[i] > 0 && self.pad[i] >= self.kernel[i] {
+                // MXNet 1.9.1 rejects this too ("pad_l[0] < kernel[0]").
+                return Err(self.node.shape_err(format!(
+                    "pad {} must be smaller than the kernel size {} in spatial dimension {i}",
+                    self.pad[i], self.kernel[i]
+                )));
+            }
             if self.kernel[i] > padded {
                 return Err(self.node.shape_err(format!(
                     "kernel size {} exceeds the input size {len} padded to {padded} in spatial dimension {i}",

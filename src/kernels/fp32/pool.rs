@@ -81,7 +81,9 @@ fn bounds(w: &Window, dim: usize, g: usize) -> (usize, usize, usize) {
     let start = (g * w.stride[dim]) as isize - w.pad[dim] as isize;
     let end_padded = (start + w.kernel[dim] as isize).min((w.image[dim] + w.pad[dim]) as isize);
     let padded_extent = (end_padded - start).max(0) as usize;
-    let lo = start.max(0) as usize;
+    // A window can lie wholly outside the image (large padding or stride);
+    // its range is then empty, clamped to the image.
+    let lo = (start.max(0) as usize).min(w.image[dim]);
     let hi = (end_padded.min(w.image[dim] as isize)).max(lo as isize) as usize;
     (lo, hi, padded_extent)
 }

@@ -34,10 +34,10 @@ fn bounds(o: usize, dim: usize, g: &PoolGeometry) -> ((isize, isize), (usize, us
     let start = (o * g.stride[dim]) as isize - g.pad[dim] as isize;
     let end = start + g.kernel[dim] as isize;
     let padded_end = end.min((g.input[dim] + g.pad_end[dim]) as isize);
-    let valid = (
-        start.max(0) as usize,
-        (end.max(0) as usize).min(g.input[dim]),
-    );
+    // A window can lie wholly outside the input (large padding or stride);
+    // its valid range is then empty, clamped to the input.
+    let lo = (start.max(0) as usize).min(g.input[dim]);
+    let valid = (lo, (end.max(0) as usize).clamp(lo, g.input[dim]));
     ((start, padded_end), valid)
 }
 

@@ -34,6 +34,22 @@ impl Ident {
         Error::dtype(&self.node, &self.op, reason)
     }
 
+    /// Fills an unknown input shape with `expected`, or checks a known one
+    /// against it: weights from a `.params` file must have exactly the shape
+    /// the node's attributes and data imply.
+    pub fn fill_shape(&self, slot: &mut Option<Shape>, expected: Shape, what: &str) -> Result<()> {
+        match slot {
+            None => {
+                *slot = Some(expected);
+                Ok(())
+            }
+            Some(known) if *known == expected => Ok(()),
+            Some(known) => Err(self.shape_err(format!(
+                "{what} has shape {known:?}, but the attributes and the data shape require {expected:?}"
+            ))),
+        }
+    }
+
     pub fn shape_err(&self, reason: impl Into<String>) -> Error {
         Error::shape(&self.node, &self.op, reason)
     }

@@ -172,9 +172,11 @@ impl Op for QuantizedConv {
             return Ok(None);
         };
         let out = self.params.output_shape(&self.id, &data)?;
-        inputs[1].get_or_insert_with(|| self.params.weight_shape(data[1]));
+        self.id
+            .fill_shape(&mut inputs[1], self.params.weight_shape(data[1]), "weight")?;
         if !self.params.no_bias {
-            inputs[2].get_or_insert_with(|| vec![self.params.num_filter]);
+            self.id
+                .fill_shape(&mut inputs[2], vec![self.params.num_filter], "bias")?;
         }
         Ok(Some(vec![out, vec![1], vec![1]]))
     }

@@ -27,7 +27,11 @@ impl Op for QuantizedEmbedding {
     fn infer_shape(&self, inputs: &mut [Option<Shape>]) -> Result<Option<Vec<Shape>>> {
         self.id.expect_inputs(inputs.len(), 4)?;
         range_input_shapes(&self.id, inputs, [2, 3])?;
-        inputs[1].get_or_insert_with(|| vec![self.input_dim, self.output_dim]);
+        self.id.fill_shape(
+            &mut inputs[1],
+            vec![self.input_dim, self.output_dim],
+            "weight",
+        )?;
         let Some(data) = inputs[0].clone() else {
             return Ok(None);
         };

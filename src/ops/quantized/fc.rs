@@ -126,9 +126,14 @@ impl Op for QuantizedFc {
             return Ok(None);
         };
         let out = self.params.output_shape(&self.id, &data)?;
-        inputs[1].get_or_insert_with(|| vec![self.params.num_hidden, self.params.depth(&data)]);
+        self.id.fill_shape(
+            &mut inputs[1],
+            vec![self.params.num_hidden, self.params.depth(&data)],
+            "weight",
+        )?;
         if !self.params.no_bias {
-            inputs[2].get_or_insert_with(|| vec![self.params.num_hidden]);
+            self.id
+                .fill_shape(&mut inputs[2], vec![self.params.num_hidden], "bias")?;
         }
         Ok(Some(vec![out, vec![1], vec![1]]))
     }

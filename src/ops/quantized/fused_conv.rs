@@ -345,7 +345,8 @@ impl Op for FusedConv {
             return Ok(None);
         };
         let out = self.params.output_shape(&self.id, &data)?;
-        inputs[1].get_or_insert_with(|| self.params.weight_shape(data[1]));
+        self.id
+            .fill_shape(&mut inputs[1], self.params.weight_shape(data[1]), "weight")?;
         let channel = vec![self.params.num_filter];
         for i in self
             .slots
@@ -353,10 +354,12 @@ impl Op for FusedConv {
             .into_iter()
             .chain(self.slots.bn.into_iter().flat_map(|b| b..b + 4))
         {
-            inputs[i].get_or_insert_with(|| channel.clone());
+            self.id
+                .fill_shape(&mut inputs[i], channel.clone(), "per-channel parameter")?;
         }
         if let Some(s) = self.slots.sum {
-            inputs[s].get_or_insert_with(|| out.clone());
+            self.id
+                .fill_shape(&mut inputs[s], out.clone(), "residual sum input")?;
         }
         Ok(Some(if self.float_output {
             vec![out]

@@ -269,9 +269,14 @@ impl Op for FusedFc {
             return Ok(None);
         };
         let out = self.params.output_shape(&self.id, &data)?;
-        inputs[1].get_or_insert_with(|| vec![self.params.num_hidden, self.params.depth(&data)]);
+        self.id.fill_shape(
+            &mut inputs[1],
+            vec![self.params.num_hidden, self.params.depth(&data)],
+            "weight",
+        )?;
         if let Some(b) = self.bias_index() {
-            inputs[b].get_or_insert_with(|| vec![self.params.num_hidden]);
+            self.id
+                .fill_shape(&mut inputs[b], vec![self.params.num_hidden], "bias")?;
         }
         Ok(Some(if self.float_output {
             vec![out]

@@ -112,6 +112,12 @@ impl QuantizedPooling {
         let mut output = [0usize; 2];
         for i in 0..2 {
             let extent = input[i] + 2 * self.pad[i];
+            if self.pad[i] > 0 && self.pad[i] >= self.kernel[i] {
+                return Err(self.id.shape_err(format!(
+                    "pad {} must be smaller than the kernel size {} in spatial dimension {i}",
+                    self.pad[i], self.kernel[i]
+                )));
+            }
             if extent < self.kernel[i] {
                 return Err(self.id.shape_err(format!(
                     "kernel {:?} exceeds the padded input {:?}",
