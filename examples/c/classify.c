@@ -60,7 +60,11 @@ int main(int argc, char **argv) {
   CALL(MXNDListGet(list, 0, &key, &input, &shape, &ndim));
   mx_uint input_shape[8];
   mx_uint input_elems = 1;
-  for (mx_uint i = 0; i < ndim && i < 8; i++) {
+  if (ndim > 8) {
+    fprintf(stderr, "the input has %u dimensions; this example handles at most 8\n", ndim);
+    return 1;
+  }
+  for (mx_uint i = 0; i < ndim; i++) {
     input_shape[i] = shape[i];
     input_elems *= shape[i];
   }

@@ -29,8 +29,20 @@ pub fn set_last_error(msg: &str) {
     LAST_ERROR.with(|e| *e.borrow_mut() = CString::new(text).unwrap_or_default());
 }
 
+/// Starts logging for programs that load the library from C, C++ or
+/// Python: `RUST_LOG` sets the level (warnings by default), to stderr. A Rust
+/// host that installed its own logger keeps it.
+fn init_logging() {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        let env = env_logger::Env::default().default_filter_or("warn");
+        let _ = env_logger::Builder::from_env(env).try_init();
+    });
+}
+
 /// Runs `f`, converting errors and panics into -1 plus a message.
 pub fn api_call(f: impl FnOnce() -> Result<()>) -> c_int {
+    init_logging();
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(())) => 0,
         Ok(Err(e)) => {

@@ -37,9 +37,9 @@ fn parse_args(args: &[String]) -> Result<ModelArgs> {
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = |name: &str| {
-            it.next()
-                .cloned()
-                .ok_or_else(|| Error::invalid(format!("{name} needs a value")))
+            it.next().cloned().ok_or_else(|| {
+                Error::invalid(format!("{name} needs a value; see mxnet-int8 --help"))
+            })
         };
         match a.as_str() {
             "--input" => m.input = Some(value("--input")?),
@@ -66,6 +66,12 @@ fn parse_args(args: &[String]) -> Result<ModelArgs> {
     };
     m.symbol = symbol.clone();
     m.params = params.clone();
+    if m.input.is_some() && m.shape.is_some() {
+        return Err(Error::invalid("give either --input or --shape, not both"));
+    }
+    if m.runs == 0 {
+        return Err(Error::invalid("--runs must be at least 1"));
+    }
     if m.input.is_none() && m.shape.is_none() {
         return Err(Error::invalid(
             "give the input as --input x.npy or its shape as --shape 1,3,224,224",
