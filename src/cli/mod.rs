@@ -9,7 +9,8 @@ const USAGE: &str = "usage:
   mxnet-int8 inspect MODEL-symbol.json [MODEL-0000.params]
   mxnet-int8 run MODEL-symbol.json MODEL-0000.params (--input x.npy | --shape 1,3,224,224)
              [--input-name data] [--output y.npy] [--compare FP32-symbol.json FP32.params]
-  mxnet-int8 bench MODEL-symbol.json MODEL-0000.params --shape 1,3,224,224 [--runs N] [--warmup N]";
+  mxnet-int8 bench MODEL-symbol.json MODEL-0000.params --shape 1,3,224,224 [--runs N] [--warmup N]
+             [--profile]";
 
 /// Runs the subcommand named by the first argument.
 pub fn dispatch(args: &[String]) -> Result<()> {

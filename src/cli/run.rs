@@ -19,6 +19,7 @@ struct ModelArgs {
     compare: Option<(String, String)>,
     runs: usize,
     warmup: usize,
+    profile: bool,
 }
 
 fn parse_args(args: &[String]) -> Result<ModelArgs> {
@@ -33,6 +34,7 @@ fn parse_args(args: &[String]) -> Result<ModelArgs> {
         compare: None,
         runs: 20,
         warmup: 3,
+        profile: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -53,6 +55,7 @@ fn parse_args(args: &[String]) -> Result<ModelArgs> {
             }
             "--runs" => m.runs = parse_count(&value("--runs")?, "--runs")?,
             "--warmup" => m.warmup = parse_count(&value("--warmup")?, "--warmup")?,
+            "--profile" => m.profile = true,
             flag if flag.starts_with("--") => {
                 return Err(Error::invalid(format!("unknown option {flag}")))
             }
@@ -327,5 +330,46 @@ pub fn bench(args: &[String]) -> Result<()> {
         times[0] * 1e3,
         batch as f64 / median
     );
+    if m.profile {
+        print_profile(&mut p, m.runs.max(1))?;
+    }
+    Ok(())
+}
+
+/// Runs `runs` more forward passes timing each step, then prints the steps
+/// that take the most time, with their share and multiply-add rate.
+fn print_profile(p: &mut Predictor, runs: usize) -> Result<()> {
+    let steps = p.executor.num_steps();
+    let mut total = vec![0f64; steps];
+    for _ in 0..runs {
+        for (sum, t) in total.iter_mut().zip(p.executor.forward_timed()?) {
+            *sum += t.as_secs_f64();
+        }
+    }
+    let all: f64 = total.iter().sum();
+    let mut order: Vec<usize> = (0..steps).collect();
+    order.sort_by(|&a, &b| total[b].total_cmp(&total[a]));
+    println!(
+        "steps by mean time over {runs} runs (total {:.3} ms):",
+        all * 1e3 / runs as f64
+    );
+    println!("{:>9} {:>6} {:>8}  node (op)", "ms", "share", "GMAC/s");
+    for &i in order.iter().take(25) {
+        let Some((name, op, macs)) = p.executor.step_summary(i) else {
+            continue;
+        };
+        let mean = total[i] / runs as f64;
+        let rate = if macs > 0 && mean > 0.0 {
+            format!("{:.1}", macs as f64 / mean / 1e9)
+        } else {
+            "-".into()
+        };
+        println!(
+            "{:>9.3} {:>5.1}% {:>8}  {name} ({op})",
+            mean * 1e3,
+            100.0 * total[i] / all.max(f64::MIN_POSITIVE),
+            rate
+        );
+    }
     Ok(())
 }

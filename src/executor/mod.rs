@@ -5,6 +5,7 @@
 //! pass allocates no tensors.
 
 mod infer;
+mod layout;
 mod memory;
 pub mod pool;
 
@@ -79,6 +80,8 @@ pub struct Executor {
     aux_states: Vec<(String, usize)>,
     outputs: Vec<usize>,
     output_names: Vec<String>,
+    /// Entries stored channels-last (see `layout`).
+    channels_last: Vec<bool>,
 }
 
 impl Executor {
@@ -196,6 +199,22 @@ impl Executor {
             .iter()
             .map(|h| entry_base[h.node] + h.index)
             .collect();
+        let channels_last = {
+            let slots: Vec<layout::StepSlots> = steps
+                .iter()
+                .map(|st| layout::StepSlots {
+                    op: st.op.as_ref(),
+                    inputs: &st.inputs,
+                    outputs: &st.outputs,
+                })
+                .collect();
+            layout::choose(&slots, &shapes, &outputs)
+        };
+        for st in &mut steps {
+            let n = &graph.nodes[st.node];
+            layout::apply(st.op.as_mut(), &st.inputs, &st.outputs, &channels_last)
+                .map_err(|e| in_node(e, &n.name, &n.op))?;
+        }
         let mut persistent = vec![false; total];
         for &e in &outputs {
             persistent[e] = true;
@@ -234,6 +253,7 @@ impl Executor {
             aux_states,
             outputs,
             output_names,
+            channels_last,
         })
     }
 
@@ -325,6 +345,38 @@ impl Executor {
         })
     }
 
+    /// Runs the whole graph and returns the wall time of each step.
+    pub fn forward_timed(&mut self) -> Result<Vec<std::time::Duration>> {
+        pool::pool().install(|| {
+            let mut times = Vec::with_capacity(self.steps.len());
+            for i in 0..self.steps.len() {
+                let t = std::time::Instant::now();
+                self.run_step(i, None)?;
+                times.push(t.elapsed());
+            }
+            Ok(times)
+        })
+    }
+
+    /// Name, operator and multiply-add count of step `i`. Multiply-adds are
+    /// counted for convolution and fully connected steps (output elements
+    /// times the weight elements per output channel), 0 for other operators.
+    pub fn step_summary(&self, i: usize) -> Option<(&str, &str, u64)> {
+        let step = self.steps.get(i)?;
+        let node = &self.graph.nodes[step.node];
+        let op = node.op.to_ascii_lowercase();
+        let weighted = op.contains("conv") || op.contains("fully_connected");
+        let macs = match (weighted, step.inputs.get(1), step.outputs.first()) {
+            (true, Some(&w), Some(&o)) => {
+                let out: usize = self.shapes[o].iter().product();
+                let per_channel: usize = self.shapes[w].iter().skip(1).product();
+                (out * per_channel) as u64
+            }
+            _ => 0,
+        };
+        Some((&node.name, &node.op, macs))
+    }
+
     /// Reports the inputs of step `i`: a variable by its own name, an
     /// operator output as `<node>_<input name>`.
     fn report_inputs(&self, i: usize, monitor: &mut Monitor<'_>) {
@@ -348,7 +400,7 @@ impl Executor {
             if let Value::Pooled = self.values[e] {
                 continue;
             }
-            monitor(&name, self.values[e].tensor());
+            self.present(e, |t| monitor(&name, t));
         }
     }
 
@@ -424,7 +476,7 @@ impl Executor {
                     index: k,
                     version: 0,
                 };
-                m(&self.graph.entry_name(entry), self.values[e].tensor());
+                self.present(e, |t| m(&self.graph.entry_name(entry), t));
             }
         }
         for k in 0..self.plan.release_after[i].len() {
@@ -432,6 +484,19 @@ impl Executor {
         }
         let n = &self.graph.nodes[node];
         result.map_err(|e| in_node(e, &n.name, &n.op))
+    }
+
+    /// Calls `f` with entry `e` in MXNet's channels-first order. A
+    /// channels-last entry is copied; if the copy cannot be made, `f` is not called.
+    fn present(&self, e: usize, f: impl FnOnce(&Tensor)) {
+        let t = self.values[e].tensor();
+        if !self.channels_last[e] {
+            return f(t);
+        }
+        match layout::channels_first_copy(t) {
+            Ok(copy) => f(&copy),
+            Err(err) => log::warn!("cannot show entry {e} to the monitor: {err}"),
+        }
     }
 
     /// Returns the storage of planned entry `e` to its block.

@@ -81,9 +81,30 @@ pub trait Op: Send + Sync {
         Ok(())
     }
 
+    /// Which inputs this operator can read, and which outputs it can write,
+    /// channels-last: (N, spatial..., C) in memory for the logical shape
+    /// (N, C, spatial...). The default is none.
+    fn channels_last_support(&self) -> ChannelsLastSupport {
+        ChannelsLastSupport::default()
+    }
+
+    /// Called once at bind, after [`Op::prepare`], with the memory order the
+    /// executor chose for each input and output (`true` = channels-last).
+    /// A slot is only `true` where [`Op::channels_last_support`] allowed it.
+    fn set_channels_last(&mut self, _inputs: &[bool], _outputs: &[bool]) -> Result<()> {
+        Ok(())
+    }
+
     /// Computes every output. Output tensors arrive allocated with the
     /// inferred shapes and dtypes.
     fn forward(&self, inputs: &[&Tensor], outputs: &mut [Tensor]) -> Result<()>;
+}
+
+/// Input and output slots an operator can handle channels-last.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChannelsLastSupport {
+    pub inputs: Vec<usize>,
+    pub outputs: Vec<usize>,
 }
 
 /// Static facts about an operator, used by graph code even for operators

@@ -108,6 +108,101 @@ pub fn avg_pool<T: QuantElem>(
         });
 }
 
+/// Max pooling on channels-last data: `g.planes` images of
+/// (height, width, `channels`). Same results as [`max_pool`] on the
+/// channels-first tensor.
+pub fn max_pool_channels_last<T: QuantElem + Ord>(
+    g: &PoolGeometry,
+    channels: usize,
+    input: &[T],
+    output: &mut [T],
+) {
+    check(
+        g,
+        input.len() / channels.max(1),
+        output.len() / channels.max(1),
+    );
+    let (ih, iw) = (g.input[0], g.input[1]);
+    let ow = g.output[1];
+    if channels == 0 || output.is_empty() {
+        return;
+    }
+    // One task per output row of one image.
+    output
+        .par_chunks_mut(ow * channels)
+        .enumerate()
+        .for_each(|(row, out)| {
+            let (image, y) = (row / g.output[0], row % g.output[0]);
+            let img = &input[image * ih * iw * channels..(image + 1) * ih * iw * channels];
+            let (_, (y0, y1)) = bounds(y, 0, g);
+            for (x, px) in out.chunks_mut(channels).enumerate() {
+                let (_, (x0, x1)) = bounds(x, 1, g);
+                px.fill(T::saturate(T::LOWEST));
+                for yy in y0..y1 {
+                    for xx in x0..x1 {
+                        let at = (yy * iw + xx) * channels;
+                        for (best, &v) in px.iter_mut().zip(&img[at..at + channels]) {
+                            *best = (*best).max(v);
+                        }
+                    }
+                }
+            }
+        });
+}
+
+/// Average pooling on channels-last data, as [`max_pool_channels_last`];
+/// the same results as [`avg_pool`] on the channels-first tensor.
+pub fn avg_pool_channels_last<T: QuantElem>(
+    g: &PoolGeometry,
+    divisor: AvgDivisor,
+    channels: usize,
+    input: &[T],
+    output: &mut [T],
+) {
+    check(
+        g,
+        input.len() / channels.max(1),
+        output.len() / channels.max(1),
+    );
+    let (ih, iw) = (g.input[0], g.input[1]);
+    let ow = g.output[1];
+    if channels == 0 || output.is_empty() {
+        return;
+    }
+    output
+        .par_chunks_mut(ow * channels)
+        .enumerate()
+        .for_each(|(row, out)| {
+            let (image, y) = (row / g.output[0], row % g.output[0]);
+            let img = &input[image * ih * iw * channels..(image + 1) * ih * iw * channels];
+            let ((py0, py1), (y0, y1)) = bounds(y, 0, g);
+            let mut sums = vec![0i64; channels];
+            for (x, px) in out.chunks_mut(channels).enumerate() {
+                let ((px0, px1), (x0, x1)) = bounds(x, 1, g);
+                sums.fill(0);
+                for yy in y0..y1 {
+                    for xx in x0..x1 {
+                        let at = (yy * iw + xx) * channels;
+                        for (sum, &v) in sums.iter_mut().zip(&img[at..at + channels]) {
+                            *sum += v.to_i32() as i64;
+                        }
+                    }
+                }
+                let count = match divisor {
+                    AvgDivisor::Padded => ((py1 - py0).max(0) * (px1 - px0).max(0)) as usize,
+                    AvgDivisor::Valid => y1.saturating_sub(y0) * x1.saturating_sub(x0),
+                };
+                for (o, &sum) in px.iter_mut().zip(&sums) {
+                    *o = if count == 0 {
+                        T::saturate(0.0)
+                    } else {
+                        T::saturate(sum as f32 * (1.0f32 / count as f32))
+                    };
+                }
+            }
+        });
+}
+
 fn check(g: &PoolGeometry, input: usize, output: usize) {
     assert_eq!(
         input,
@@ -176,6 +271,58 @@ mod tests {
         let mut out = [0i8; 1];
         avg_pool(&g, AvgDivisor::Padded, &x, &mut out);
         assert_eq!(out, [-127]);
+    }
+
+    /// Channels-last pooling of a random tensor equals channels-first
+    /// pooling, transposed.
+    #[test]
+    fn channels_last_matches_channels_first() {
+        let (n, c, h, w) = (2, 5, 7, 6);
+        let x: Vec<i8> = (0..n * c * h * w)
+            .map(|i| ((i * 7919 + 13) % 256) as i32 as u8 as i8)
+            .collect();
+        let mut g = geom([h, w], [3, 3], [2, 2], [1, 1], [4, 3]);
+        g.planes = n * c;
+        let mut last_in = vec![0i8; x.len()];
+        for b in 0..n {
+            for ch in 0..c {
+                for p in 0..h * w {
+                    last_in[(b * h * w + p) * c + ch] = x[(b * c + ch) * h * w + p];
+                }
+            }
+        }
+        let out_len = n * c * 12;
+        for which in 0..3 {
+            let mut first = vec![0i8; out_len];
+            let mut last = vec![0i8; out_len];
+            let mut gl = g;
+            gl.planes = n;
+            match which {
+                0 => {
+                    max_pool(&g, &x, &mut first);
+                    max_pool_channels_last(&gl, c, &last_in, &mut last);
+                }
+                1 => {
+                    avg_pool(&g, AvgDivisor::Padded, &x, &mut first);
+                    avg_pool_channels_last(&gl, AvgDivisor::Padded, c, &last_in, &mut last);
+                }
+                _ => {
+                    avg_pool(&g, AvgDivisor::Valid, &x, &mut first);
+                    avg_pool_channels_last(&gl, AvgDivisor::Valid, c, &last_in, &mut last);
+                }
+            }
+            for b in 0..n {
+                for ch in 0..c {
+                    for p in 0..12 {
+                        assert_eq!(
+                            last[(b * 12 + p) * c + ch],
+                            first[(b * c + ch) * 12 + p],
+                            "case {which}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -19,13 +19,14 @@ use crate::error::Result;
 use crate::kernels::int8::conv::{conv, ConvGeometry, PackedConvWeights};
 use crate::kernels::int8::elem::{OutputElem, QuantElem, QuantSlice};
 use crate::kernels::int8::output::{OutputStage, PerChannel};
-use crate::ops::{NodeCtx, Op, Shape};
+use crate::ops::{ChannelsLastSupport, NodeCtx, Op, Shape};
 use crate::tensor::Tensor;
 
 struct QuantizedConv {
     id: Ident,
     params: ConvParams,
     packed: Option<PackedConvWeights>,
+    order: ConvOrder,
 }
 
 pub fn create(ctx: &NodeCtx) -> Result<Box<dyn Op>> {
@@ -33,6 +34,7 @@ pub fn create(ctx: &NodeCtx) -> Result<Box<dyn Op>> {
         id: Ident::new(ctx),
         params: ConvParams::read(&ctx.reader())?,
         packed: None,
+        order: ConvOrder::default(),
     }))
 }
 
@@ -71,9 +73,19 @@ pub(super) fn pack_weights(
     )
 }
 
-/// Runs the channels-last kernel on channels-first tensors: converts `data`
-/// (and `residual`) to channels-last, convolves, and writes `out` back in
-/// channels-first order.
+/// Memory order of a convolution's data, residual and output
+/// (`true` = channels-last), as the executor chose at bind.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct ConvOrder {
+    pub data: bool,
+    pub sum: bool,
+    pub out: bool,
+}
+
+/// Runs the channels-last kernel: converts `data` (and `residual`) to
+/// channels-last where they are channels-first, convolves, and writes `out`
+/// in the order `order.out` asks for.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn run_conv(
     id: &Ident,
     geom: &ConvGeometry,
@@ -81,6 +93,7 @@ pub(super) fn run_conv(
     weights: &PackedConvWeights,
     stage: &OutputStage,
     residual: Option<&Tensor>,
+    order: ConvOrder,
     out: &mut Tensor,
 ) -> Result<()> {
     stage
@@ -88,27 +101,46 @@ pub(super) fn run_conv(
         .map_err(|m| id.runtime_err(m))?;
     let in_spatial: usize = geom.input.iter().product();
     let out_spatial: usize = geom.output.iter().product();
-    let residual_last = match residual {
-        None => None,
-        Some(r) => Some(with_quant_type!(r.dtype(), id, R => ResidualBuf::from(
+    let residual_copy = match residual {
+        Some(r) if !order.sum => Some(with_quant_type!(r.dtype(), id, R => ResidualBuf::from(
             to_channels_last(r.as_slice::<R>()?, geom.batch, geom.out_channels, out_spatial)
         ), with_i32)),
+        _ => None,
     };
-    let res_slice = residual_last.as_ref().map(|r| r.slice());
+    let res_slice = match (&residual_copy, residual) {
+        (Some(copy), _) => Some(copy.slice()),
+        (None, Some(r)) => Some(quant_slice(id, r)?),
+        (None, None) => None,
+    };
     with_quant_type!(data.dtype(), id, X => {
         let src = data.as_slice::<X>()?;
-        with_scratch::<X, _>(src.len(), |x| {
-            to_channels_last_into(src, geom.batch, geom.in_channels, in_spatial, x);
-            match out.dtype() {
-                DType::I8 => conv_into::<X, i8>(geom, x, weights, stage, res_slice, out),
-                DType::U8 => conv_into::<X, u8>(geom, x, weights, stage, res_slice, out),
-                DType::I32 => conv_into::<X, i32>(geom, x, weights, stage, res_slice, out),
-                DType::F32 => conv_into::<X, f32>(geom, x, weights, stage, res_slice, out),
-                other => Err(id.dtype_err(format!("output dtype {other} is not supported"))),
-            }
-        })?
+        let mut run = |x: &[X]| match out.dtype() {
+            DType::I8 => conv_into::<X, i8>(geom, x, weights, stage, res_slice, order.out, out),
+            DType::U8 => conv_into::<X, u8>(geom, x, weights, stage, res_slice, order.out, out),
+            DType::I32 => conv_into::<X, i32>(geom, x, weights, stage, res_slice, order.out, out),
+            DType::F32 => conv_into::<X, f32>(geom, x, weights, stage, res_slice, order.out, out),
+            other => Err(id.dtype_err(format!("output dtype {other} is not supported"))),
+        };
+        if order.data {
+            run(src)?
+        } else {
+            with_scratch::<X, _>(src.len(), |x| {
+                to_channels_last_into(src, geom.batch, geom.in_channels, in_spatial, x);
+                run(x)
+            })?
+        }
     });
     Ok(())
+}
+
+/// The elements of an int8, uint8 or int32 tensor.
+fn quant_slice<'a>(id: &Ident, t: &'a Tensor) -> Result<QuantSlice<'a>> {
+    Ok(match t.dtype() {
+        DType::I8 => QuantSlice::I8(t.as_slice()?),
+        DType::U8 => QuantSlice::U8(t.as_slice()?),
+        DType::I32 => QuantSlice::I32(t.as_slice()?),
+        other => return Err(id.dtype_err(format!("residual dtype {other} is not supported"))),
+    })
 }
 
 fn conv_into<X: QuantElem, O: OutputElem + Default>(
@@ -117,10 +149,15 @@ fn conv_into<X: QuantElem, O: OutputElem + Default>(
     weights: &PackedConvWeights,
     stage: &OutputStage,
     residual: Option<QuantSlice>,
+    out_last: bool,
     out: &mut Tensor,
 ) -> Result<()> {
     let spatial: usize = geom.output.iter().product();
     let dst = out.as_mut_slice::<O>()?;
+    if out_last {
+        conv(geom, x, weights, stage, residual, dst);
+        return Ok(());
+    }
     with_scratch::<O, _>(geom.output_len(), |last| {
         conv(geom, x, weights, stage, residual, last);
         to_channels_first(last, geom.batch, geom.out_channels, spatial, dst);
@@ -202,6 +239,22 @@ impl Op for QuantizedConv {
         Ok(())
     }
 
+    fn channels_last_support(&self) -> ChannelsLastSupport {
+        ChannelsLastSupport {
+            inputs: vec![0],
+            outputs: vec![0],
+        }
+    }
+
+    fn set_channels_last(&mut self, inputs: &[bool], outputs: &[bool]) -> Result<()> {
+        self.order = ConvOrder {
+            data: inputs[0],
+            sum: false,
+            out: outputs[0],
+        };
+        Ok(())
+    }
+
     fn forward(&self, inputs: &[&Tensor], outputs: &mut [Tensor]) -> Result<()> {
         let start = self.ranges_start();
         let data = inputs[0];
@@ -236,7 +289,16 @@ impl Op for QuantizedConv {
             }
         };
         let geom = self.params.geometry(data.shape(), outputs[0].shape());
-        run_conv(&self.id, &geom, data, packed, &stage, None, &mut outputs[0])?;
+        run_conv(
+            &self.id,
+            &geom,
+            data,
+            packed,
+            &stage,
+            None,
+            self.order,
+            &mut outputs[0],
+        )?;
         let m = unit * P31;
         write_range(outputs, 1, (-m, m))
     }

@@ -17,7 +17,7 @@ use super::common::{
     guarded_scale, integer_range, known_type, product_range, range_input_shapes, range_input_types,
     range_of, write_range, Calib, Ident,
 };
-use super::conv::{pack_weights, run_conv};
+use super::conv::{pack_weights, run_conv, ConvOrder};
 use super::conv_attrs::ConvParams;
 use super::subgraph::{channel_weight_scales, fold_batch_norm, parse, BnAttrs};
 use crate::dtype::DType;
@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::kernels::int8::conv::PackedConvWeights;
 use crate::kernels::int8::elem::QuantElem;
 use crate::kernels::int8::output::{Activation, OutputStage, PerChannel};
-use crate::ops::{AttrReader, NodeCtx, Op, Shape};
+use crate::ops::{AttrReader, ChannelsLastSupport, NodeCtx, Op, Shape};
 use crate::tensor::Tensor;
 use std::sync::{Arc, Mutex};
 
@@ -69,6 +69,7 @@ struct FusedConv {
     slots: Slots,
     folded: Option<Folded>,
     cache: Mutex<Option<Arc<Quantized>>>,
+    order: ConvOrder,
 }
 
 pub fn create(ctx: &NodeCtx) -> Result<Box<dyn Op>> {
@@ -147,6 +148,7 @@ pub fn create(ctx: &NodeCtx) -> Result<Box<dyn Op>> {
         slots,
         folded: None,
         cache: Mutex::new(None),
+        order: ConvOrder::default(),
     }))
 }
 
@@ -396,6 +398,24 @@ impl Op for FusedConv {
         Ok(())
     }
 
+    fn channels_last_support(&self) -> ChannelsLastSupport {
+        ChannelsLastSupport {
+            inputs: std::iter::once(0).chain(self.slots.sum).collect(),
+            outputs: vec![0],
+        }
+    }
+
+    fn set_channels_last(&mut self, inputs: &[bool], outputs: &[bool]) -> Result<()> {
+        let data = inputs[0];
+        self.order = ConvOrder {
+            data,
+            // A deduplicated sum reads the data input itself.
+            sum: self.slots.sum.map_or(data && self.dedup_sum, |s| inputs[s]),
+            out: outputs[0],
+        };
+        Ok(())
+    }
+
     fn forward(&self, inputs: &[&Tensor], outputs: &mut [Tensor]) -> Result<()> {
         let data = inputs[0];
         let dr = self.slots.data_range;
@@ -423,6 +443,7 @@ impl Op for FusedConv {
             &q.packed,
             &stage,
             residual,
+            self.order,
             &mut outputs[0],
         )?;
         if self.float_output {

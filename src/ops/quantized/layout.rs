@@ -1,8 +1,9 @@
 //! Conversions between MXNet's channels-first tensors (N, C, spatial...) and
 //! the channels-last order the int8 convolution kernels use, and reusable
 //! per-thread scratch buffers for the converted copies.
-// TODO: keep activations channels-last between quantized operators instead
-// of converting around every convolution (needs layout tracking in the executor).
+//! The executor keeps entries between quantized operators channels-last
+//! (see `executor::layout`), so these run only where a chain of them starts
+//! or ends, or next to an operator that reads only channels-first data.
 
 use bytemuck::Pod;
 use rayon::prelude::*;

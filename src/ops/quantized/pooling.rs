@@ -8,10 +8,14 @@
 //! kernel area instead.
 
 use super::common::{known_type, range_input_shapes, range_input_types, with_quant_type, Ident};
+use super::layout::{to_channels_first, to_channels_last_into, with_scratch};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::kernels::int8::pool::{avg_pool, max_pool, AvgDivisor, PoolGeometry};
-use crate::ops::{NodeCtx, Op, Shape};
+use crate::kernels::int8::elem::QuantElem;
+use crate::kernels::int8::pool::{
+    avg_pool, avg_pool_channels_last, max_pool, max_pool_channels_last, AvgDivisor, PoolGeometry,
+};
+use crate::ops::{ChannelsLastSupport, NodeCtx, Op, Shape};
 use crate::tensor::Tensor;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +33,8 @@ struct QuantizedPooling {
     stride: [usize; 2],
     pad: [usize; 2],
     include_pad: bool,
+    /// Data and output stored channels-last.
+    order: (bool, bool),
 }
 
 fn pair(v: Option<Vec<i64>>, default: usize, key: &str, ctx: &NodeCtx) -> Result<[usize; 2]> {
@@ -87,6 +93,7 @@ pub fn create(ctx: &NodeCtx) -> Result<Box<dyn Op>> {
         stride,
         pad: pair(r.opt_tuple("pad")?, 0, "pad", ctx)?,
         include_pad: r.opt_bool("count_include_pad")?.unwrap_or(true),
+        order: (false, false),
     }))
 }
 
@@ -165,24 +172,81 @@ impl Op for QuantizedPooling {
         Ok(vec![t, DType::F32, DType::F32])
     }
 
+    fn channels_last_support(&self) -> ChannelsLastSupport {
+        ChannelsLastSupport {
+            inputs: vec![0],
+            outputs: vec![0],
+        }
+    }
+
+    fn set_channels_last(&mut self, inputs: &[bool], outputs: &[bool]) -> Result<()> {
+        self.order = (inputs[0], outputs[0]);
+        Ok(())
+    }
+
     fn forward(&self, inputs: &[&Tensor], outputs: &mut [Tensor]) -> Result<()> {
-        let g = self.geometry(inputs[0].shape())?;
-        let divisor = if self.include_pad {
-            AvgDivisor::Padded
-        } else {
-            AvgDivisor::Valid
-        };
+        let shape = inputs[0].shape();
+        let g = self.geometry(shape)?;
+        let (batch, channels) = (shape[0], shape[1]);
+        let spatial_out = g.output[0] * g.output[1];
+        let spatial_in = g.input[0] * g.input[1];
+        // A 1x1 output has the same bytes in both orders.
+        let out_last = self.order.1 || spatial_out == 1;
         with_quant_type!(inputs[0].dtype(), self.id, T => {
             let x = inputs[0].as_slice::<T>()?;
             let y = outputs[0].as_mut_slice::<T>()?;
-            match self.pool_type {
-                PoolType::Max => max_pool(&g, x, y),
-                PoolType::Avg => avg_pool(&g, divisor, x, y),
+            match (self.order.0, out_last) {
+                (false, false) => self.pool_first(&g, x, y),
+                (true, true) => self.pool_last(&g, channels, x, y),
+                (true, false) => with_scratch::<T, _>(y.len(), |tmp| {
+                    self.pool_last(&g, channels, x, tmp);
+                    to_channels_first(tmp, batch, channels, spatial_out, y);
+                }),
+                (false, true) => with_scratch::<T, _>(x.len(), |tmp| {
+                    to_channels_last_into(x, batch, channels, spatial_in, tmp);
+                    self.pool_last(&g, channels, tmp, y);
+                }),
             }
         });
         for i in 1..3 {
             outputs[i].bytes_mut().copy_from_slice(inputs[i].bytes());
         }
         Ok(())
+    }
+}
+
+impl QuantizedPooling {
+    fn divisor(&self) -> AvgDivisor {
+        if self.include_pad {
+            AvgDivisor::Padded
+        } else {
+            AvgDivisor::Valid
+        }
+    }
+
+    /// Pools channels-first `x` (planes of `g`) into `y`.
+    fn pool_first<T: QuantElem + Ord>(&self, g: &PoolGeometry, x: &[T], y: &mut [T]) {
+        match self.pool_type {
+            PoolType::Max => max_pool(g, x, y),
+            PoolType::Avg => avg_pool(g, self.divisor(), x, y),
+        }
+    }
+
+    /// Pools channels-last `x` into channels-last `y`.
+    fn pool_last<T: QuantElem + Ord>(
+        &self,
+        g: &PoolGeometry,
+        channels: usize,
+        x: &[T],
+        y: &mut [T],
+    ) {
+        let g = PoolGeometry {
+            planes: g.planes / channels.max(1),
+            ..*g
+        };
+        match self.pool_type {
+            PoolType::Max => max_pool_channels_last(&g, channels, x, y),
+            PoolType::Avg => avg_pool_channels_last(&g, self.divisor(), channels, x, y),
+        }
     }
 }

@@ -5,10 +5,11 @@ use super::common::{
     data_scale, known_type, max_abs, range_constant, range_input_shapes, range_input_types,
     range_of, with_quant_type, write_range, Calib, Ident, OutType, INT8_RANGE, UINT8_RANGE,
 };
+use super::layout::{to_channels_first, to_channels_last_into, with_scratch};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::kernels::int8::quantize::{dequantize, min_max_f32, quantize};
-use crate::ops::{NodeCtx, Op, Shape};
+use crate::ops::{ChannelsLastSupport, NodeCtx, Op, Shape};
 use crate::tensor::Tensor;
 
 fn triple_shape(inputs: &[Option<Shape>]) -> Option<Vec<Shape>> {
@@ -72,6 +73,8 @@ struct QuantizeV2 {
     id: Ident,
     out_type: OutType,
     calib: Option<Calib>,
+    /// The output is stored channels-last.
+    out_last: bool,
 }
 
 pub fn create_quantize_v2(ctx: &NodeCtx) -> Result<Box<dyn Op>> {
@@ -80,10 +83,38 @@ pub fn create_quantize_v2(ctx: &NodeCtx) -> Result<Box<dyn Op>> {
         id: Ident::new(ctx),
         out_type: OutType::read(&r, "int8")?,
         calib: Calib::read(&r)?,
+        out_last: false,
     }))
 }
 
+/// Reorders a tensor's elements from channels-first to channels-last in place.
+fn reorder_to_channels_last(id: &Ident, t: &mut Tensor) -> Result<()> {
+    let shape = t.shape().to_vec();
+    let (batch, channels) = (shape[0], shape[1]);
+    let spatial: usize = shape[2..].iter().product();
+    with_quant_type!(t.dtype(), id, T => {
+        let data = t.as_mut_slice::<T>()?;
+        with_scratch::<T, _>(data.len(), |tmp| {
+            tmp.copy_from_slice(data);
+            to_channels_last_into(tmp, batch, channels, spatial, data);
+        })
+    });
+    Ok(())
+}
+
 impl Op for QuantizeV2 {
+    fn channels_last_support(&self) -> ChannelsLastSupport {
+        ChannelsLastSupport {
+            inputs: vec![],
+            outputs: vec![0],
+        }
+    }
+
+    fn set_channels_last(&mut self, _inputs: &[bool], outputs: &[bool]) -> Result<()> {
+        self.out_last = outputs[0];
+        Ok(())
+    }
+
     fn infer_shape(&self, inputs: &mut [Option<Shape>]) -> Result<Option<Vec<Shape>>> {
         self.id.expect_inputs(inputs.len(), 1)?;
         Ok(triple_shape(inputs))
@@ -106,6 +137,9 @@ impl Op for QuantizeV2 {
         let data = inputs[0];
         if data.dtype() != DType::F32 {
             outputs[0].bytes_mut().copy_from_slice(data.bytes());
+            if self.out_last {
+                reorder_to_channels_last(&self.id, &mut outputs[0])?;
+            }
             let range = match (self.calib, data.dtype()) {
                 (Some(c), _) => (c.min, c.max),
                 (None, DType::U8) => (0.0, UINT8_RANGE),
@@ -121,6 +155,9 @@ impl Op for QuantizeV2 {
         let out = outputs[0].dtype();
         let scale = data_scale(out, lo, hi);
         with_quant_type!(out, self.id, T => quantize::<T>(x, scale, outputs[0].as_mut_slice()?));
+        if self.out_last {
+            reorder_to_channels_last(&self.id, &mut outputs[0])?;
+        }
         let range = if out == DType::I8 {
             let r = max_abs(lo, hi);
             (-r, r)
@@ -136,6 +173,8 @@ impl Op for QuantizeV2 {
 /// `_contrib_dequantize`: inputs `data, min_range, max_range`.
 struct Dequantize {
     id: Ident,
+    /// The data input is stored channels-last.
+    data_last: bool,
 }
 
 pub fn create_dequantize(ctx: &NodeCtx) -> Result<Box<dyn Op>> {
@@ -143,10 +182,23 @@ pub fn create_dequantize(ctx: &NodeCtx) -> Result<Box<dyn Op>> {
     r.choice("out_type", &["float32"], "float32")?;
     Ok(Box::new(Dequantize {
         id: Ident::new(ctx),
+        data_last: false,
     }))
 }
 
 impl Op for Dequantize {
+    fn channels_last_support(&self) -> ChannelsLastSupport {
+        ChannelsLastSupport {
+            inputs: vec![0],
+            outputs: vec![],
+        }
+    }
+
+    fn set_channels_last(&mut self, inputs: &[bool], _outputs: &[bool]) -> Result<()> {
+        self.data_last = inputs[0];
+        Ok(())
+    }
+
     fn infer_shape(&self, inputs: &mut [Option<Shape>]) -> Result<Option<Vec<Shape>>> {
         self.id.expect_inputs(inputs.len(), 3)?;
         range_input_shapes(&self.id, inputs, [1, 2])?;
@@ -168,6 +220,14 @@ impl Op for Dequantize {
         let scale = max_abs(lo, hi) / range_constant(t);
         let out = outputs[0].f32s_mut()?;
         with_quant_type!(t, self.id, T => dequantize::<T>(inputs[0].as_slice::<T>()?, scale, out), with_i32);
+        if self.data_last {
+            let shape = inputs[0].shape();
+            let spatial: usize = shape[2..].iter().product();
+            with_scratch::<f32, _>(out.len(), |tmp| {
+                tmp.copy_from_slice(out);
+                to_channels_first(tmp, shape[0], shape[1], spatial, out);
+            });
+        }
         Ok(())
     }
 }

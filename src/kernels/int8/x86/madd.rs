@@ -18,9 +18,9 @@ use super::tile::{TileArgs, TileFn, TILE_ROW};
 pub(super) const AVX512_TILE_PIXELS: usize = 6;
 pub(super) const AVX512_TILE_PANELS: usize = 2;
 
-/// AVX2 register tile: 3 pixels by 1 panel (16 channels) is 12 accumulators
-/// and 2 temporaries of the 16 registers; weights are read from memory.
-pub(super) const AVX2_TILE_PIXELS: usize = 3;
+/// AVX2 register tile: 6 pixels by half a panel (8 channels) at a time is
+/// 12 accumulators, 2 weight vectors and 2 temporaries: all 16 registers.
+pub(super) const AVX2_TILE_PIXELS: usize = 6;
 
 /// Bytes of one reduction step of one panel: 64 int16 weights.
 const STEP_BYTES: usize = 128;
@@ -72,39 +72,42 @@ unsafe fn tile_avx512<const MR: usize, const NV: usize, const SIGNED: bool>(args
 
 #[target_feature(enable = "avx2")]
 unsafe fn tile_avx2<const MR: usize, const SIGNED: bool>(args: &TileArgs) {
-    // acc[m][q]: pixel m, output channels 4q..4q+4 (two lanes each).
-    let mut acc = [[_mm256_setzero_si256(); 4]; MR];
-    for (t, &offset) in args.tap_offsets.iter().enumerate() {
-        // SAFETY: the caller guarantees every derived address is readable.
-        unsafe {
-            let weights = args.panels.add(t * args.steps * STEP_BYTES);
-            let rows: [*const u8; MR] = std::array::from_fn(|m| args.bases[m].offset(offset));
-            for s in 0..args.steps {
-                let w = weights.add(s * STEP_BYTES);
-                for (m, row) in acc.iter_mut().enumerate() {
-                    let dword = rows[m].add(4 * s).cast::<i32>().read_unaligned();
-                    let bytes = _mm_set1_epi32(dword);
-                    let x = if SIGNED {
-                        _mm256_cvtepi8_epi16(bytes)
-                    } else {
-                        _mm256_cvtepu8_epi16(bytes)
-                    };
-                    for (q, a) in row.iter_mut().enumerate() {
-                        let wq = _mm256_load_si256(w.add(32 * q).cast());
-                        *a = _mm256_add_epi32(*a, _mm256_madd_epi16(x, wq));
+    // The panel's 16 channels are done as two halves of 8, one after the
+    // other: MR x 2 accumulators, 2 weight vectors, the data vector and a
+    // product fit the 16 registers, where a whole panel would spill.
+    for half in 0..2 {
+        // acc[m][q]: pixel m, output channels 8·half + 4q .. + 4 (two lanes each).
+        let mut acc = [[_mm256_setzero_si256(); 2]; MR];
+        for (t, &offset) in args.tap_offsets.iter().enumerate() {
+            // SAFETY: the caller guarantees every derived address is readable.
+            unsafe {
+                let weights = args.panels.add(t * args.steps * STEP_BYTES + 64 * half);
+                let rows: [*const u8; MR] = std::array::from_fn(|m| args.bases[m].offset(offset));
+                for s in 0..args.steps {
+                    let w = weights.add(s * STEP_BYTES);
+                    let w0 = _mm256_load_si256(w.cast());
+                    let w1 = _mm256_load_si256(w.add(32).cast());
+                    for (m, row) in acc.iter_mut().enumerate() {
+                        let dword = rows[m].add(4 * s).cast::<i32>().read_unaligned();
+                        let bytes = _mm_set1_epi32(dword);
+                        let x = if SIGNED {
+                            _mm256_cvtepi8_epi16(bytes)
+                        } else {
+                            _mm256_cvtepu8_epi16(bytes)
+                        };
+                        row[0] = _mm256_add_epi32(row[0], _mm256_madd_epi16(x, w0));
+                        row[1] = _mm256_add_epi32(row[1], _mm256_madd_epi16(x, w1));
                     }
                 }
             }
         }
-    }
-    for (m, row) in acc.iter().enumerate() {
-        for h in 0..2 {
+        for (m, row) in acc.iter().enumerate() {
             // hadd gives channels (0, 1, 4, 5 | 2, 3, 6, 7); the permute
             // restores their order.
-            let pairs = _mm256_hadd_epi32(row[2 * h], row[2 * h + 1]);
+            let pairs = _mm256_hadd_epi32(row[0], row[1]);
             let sum = _mm256_permute4x64_epi64::<0b11_01_10_00>(pairs);
             // SAFETY: `out` has room for MR rows of TILE_ROW values.
-            unsafe { _mm256_storeu_si256(args.out.add(m * TILE_ROW + 8 * h).cast(), sum) };
+            unsafe { _mm256_storeu_si256(args.out.add(m * TILE_ROW + 8 * half).cast(), sum) };
         }
     }
 }
@@ -132,16 +135,22 @@ pub(super) fn select_avx512(pixels: usize, panels: usize, signed: bool) -> TileF
     }
 }
 
-/// Returns the AVX2 microkernel for `pixels` (1..=3) by one panel.
+/// Returns the AVX2 microkernel for `pixels` (1..=6) by one panel.
 pub(super) fn select_avx2(pixels: usize, panels: usize, signed: bool) -> TileFn {
     assert_eq!(panels, 1, "AVX2 tiles have one panel");
     match (pixels, signed) {
         (1, false) => tile_avx2::<1, false>,
         (2, false) => tile_avx2::<2, false>,
         (3, false) => tile_avx2::<3, false>,
+        (4, false) => tile_avx2::<4, false>,
+        (5, false) => tile_avx2::<5, false>,
+        (6, false) => tile_avx2::<6, false>,
         (1, true) => tile_avx2::<1, true>,
         (2, true) => tile_avx2::<2, true>,
         (3, true) => tile_avx2::<3, true>,
+        (4, true) => tile_avx2::<4, true>,
+        (5, true) => tile_avx2::<5, true>,
+        (6, true) => tile_avx2::<6, true>,
         _ => unreachable!("AVX2 tiles have 1 to {AVX2_TILE_PIXELS} pixels, not {pixels}"),
     }
 }
