@@ -354,6 +354,25 @@ fn print_profile(p: &mut Predictor, runs: usize) -> Result<()> {
         all * 1e3 / runs as f64
     );
     println!("{:>9} {:>6} {:>8}  node (op)", "ms", "share", "GMAC/s");
+    let mut by_op: Vec<(String, f64)> = Vec::new();
+    for (i, &t) in total.iter().enumerate() {
+        let Some((_, op, _)) = p.executor.step_summary(i) else {
+            continue;
+        };
+        match by_op.iter_mut().find(|(o, _)| o == op) {
+            Some((_, sum)) => *sum += t,
+            None => by_op.push((op.to_string(), t)),
+        }
+    }
+    by_op.sort_by(|a, b| b.1.total_cmp(&a.1));
+    println!("operators by total time:");
+    for (op, t) in &by_op {
+        println!(
+            "{:>9.3} {:>5.1}%  {op}",
+            t * 1e3 / runs as f64,
+            100.0 * t / all.max(f64::MIN_POSITIVE)
+        );
+    }
     for &i in order.iter().take(25) {
         let Some((name, op, macs)) = p.executor.step_summary(i) else {
             continue;

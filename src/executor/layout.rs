@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::ops::{ChannelsLastSupport, Op, Shape};
 use crate::tensor::Tensor;
 
-/// What the pass needs of one step.
+/// The operator and entry slots of one step, as the pass reads them.
 pub(super) struct StepSlots<'a> {
     pub op: &'a dyn Op,
     pub inputs: &'a [usize],
@@ -77,7 +77,7 @@ fn spatial(shape: &[usize]) -> usize {
     shape.iter().skip(2).product()
 }
 
-/// A channels-first copy of a channels-last tensor, for callers that look at
+/// Copies a channels-last tensor into channels-first order, for callers that look at
 /// entries (monitors).
 pub(super) fn channels_first_copy(t: &Tensor) -> Result<Tensor> {
     let shape = t.shape();

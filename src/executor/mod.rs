@@ -4,6 +4,7 @@
 //! prepare its constant inputs, and allocates every entry once, so a forward
 //! pass allocates no tensors.
 
+mod fuse;
 mod infer;
 mod layout;
 mod memory;
@@ -199,6 +200,11 @@ impl Executor {
             .iter()
             .map(|h| entry_base[h.node] + h.index)
             .collect();
+        let absorbed =
+            fuse::absorb_epilogues(&graph, &mut steps, &values, &shapes, &dtypes, &outputs)?;
+        if absorbed > 0 {
+            log::debug!("{absorbed} steps were absorbed into the steps before them");
+        }
         let channels_last = {
             let slots: Vec<layout::StepSlots> = steps
                 .iter()
@@ -286,7 +292,7 @@ impl Executor {
             .map(|(_, e)| self.values[*e].tensor())
     }
 
-    /// Overwrites an argument (an input, or even a weight) with raw bytes of its dtype.
+    /// Overwrites an input argument with raw bytes of its dtype.
     pub fn set_argument(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
         let e = self
             .arguments
@@ -294,12 +300,11 @@ impl Executor {
             .find(|(n, _)| n == name)
             .map(|(_, e)| *e)
             .ok_or_else(|| Error::invalid(format!("cannot find input key {name:?}")))?;
-        let value = &mut self.values[e];
-        if let Value::Shared(t) = value {
-            *value = Value::Owned((**t).clone());
-        }
-        let Value::Owned(t) = value else {
-            unreachable!()
+        // Parameters are fixed at bind: operators may have packed or folded them.
+        let Value::Owned(t) = &mut self.values[e] else {
+            return Err(Error::invalid(format!(
+                "cannot set {name:?}: it is a parameter bound from the params file, not an input"
+            )));
         };
         if bytes.len() != t.bytes().len() {
             return Err(Error::invalid(format!(

@@ -2,7 +2,7 @@
 //! (leaky, prelu, elu, selu, gelu, rrelu) with MXNet 1.9.1's definitions.
 
 use super::fp32_util::{declared_outputs, f32_only, numel, NodeInfo};
-use super::{NodeCtx, Op, Registry, Shape};
+use super::{Epilogue, NodeCtx, Op, Registry, Shape};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::kernels::fp32::elementwise::{act, map, map_channels, zip};
@@ -57,6 +57,10 @@ impl Op for Activation {
 
     fn infer_type(&self, inputs: &mut [Option<DType>], num_outputs: usize) -> Result<Vec<DType>> {
         f32_only(&self.node, inputs, num_outputs)
+    }
+
+    fn as_epilogue(&self, _constants: &[Option<&Tensor>]) -> Option<Vec<Epilogue>> {
+        (self.act == ActType::Relu).then(|| vec![Epilogue::Relu])
     }
 
     fn forward(&self, inputs: &[&Tensor], outputs: &mut [Tensor]) -> Result<()> {
@@ -152,8 +156,8 @@ impl Op for LeakyReLU {
         let x = inputs[0].f32s()?;
         let y = outputs[0].f32s_mut()?;
         match self.act {
-            LeakyType::Leaky(slope) => map(x, y, |v| act::leaky(v, slope)),
-            LeakyType::Elu(alpha) => map(x, y, |v| act::elu(v, alpha)),
+            LeakyType::Leaky(slope) => map(x, y, move |v| act::leaky(v, slope)),
+            LeakyType::Elu(alpha) => map(x, y, move |v| act::elu(v, alpha)),
             LeakyType::Selu => map(x, y, act::selu),
             LeakyType::Gelu => map(x, y, act::gelu),
             LeakyType::Prelu => {
@@ -162,7 +166,7 @@ impl Op for LeakyReLU {
                     zip(x, gamma, y, act::leaky);
                 } else if gamma.len() == 1 {
                     let slope = gamma[0];
-                    map(x, y, |v| act::leaky(v, slope));
+                    map(x, y, move |v| act::leaky(v, slope));
                 } else if !x.is_empty() {
                     let inner = numel(&shape[2..]);
                     map_channels(x, y, gamma.len(), inner, |c, v| act::leaky(v, gamma[c]));

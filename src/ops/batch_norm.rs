@@ -4,10 +4,10 @@
 //! γ count as 1. `_contrib_BatchNormWithReLU` adds a ReLU.
 
 use super::fp32_util::{declared_outputs, f32_only, numel, NodeInfo};
-use super::{NodeCtx, Op, Registry, Shape};
+use super::{Epilogue, NodeCtx, Op, Registry, Shape};
 use crate::dtype::DType;
 use crate::error::Result;
-use crate::kernels::fp32::elementwise::map_channels;
+use crate::kernels::fp32::elementwise::map_planes;
 use crate::tensor::Tensor;
 
 pub fn register(r: &mut Registry) {
@@ -42,6 +42,25 @@ impl BatchNorm {
     }
 }
 
+impl BatchNorm {
+    /// Per-channel `scale` and `shift` with `y = x · scale + shift`.
+    fn scale_shift(
+        &self,
+        gamma: &[f32],
+        beta: &[f32],
+        mean: &[f32],
+        var: &[f32],
+    ) -> (Vec<f32>, Vec<f32>) {
+        (0..mean.len())
+            .map(|c| {
+                let g = if self.fix_gamma { 1.0 } else { gamma[c] };
+                let s = g / (var[c] + self.eps).sqrt();
+                (s, beta[c] - mean[c] * s)
+            })
+            .unzip()
+    }
+}
+
 impl Op for BatchNorm {
     fn infer_shape(&self, inputs: &mut [Option<Shape>]) -> Result<Option<Vec<Shape>>> {
         self.node.expect_inputs(inputs.len(), 5)?;
@@ -67,6 +86,20 @@ impl Op for BatchNorm {
         f32_only(&self.node, inputs, num_outputs)
     }
 
+    fn as_epilogue(&self, constants: &[Option<&Tensor>]) -> Option<Vec<Epilogue>> {
+        if self.axis != 1 {
+            return None;
+        }
+        let param = |i: usize| constants.get(i).copied().flatten()?.f32s().ok();
+        let (gamma, beta, mean, var) = (param(1)?, param(2)?, param(3)?, param(4)?);
+        let (scale, shift) = self.scale_shift(gamma, beta, mean, var);
+        let mut steps = vec![Epilogue::Affine { scale, shift }];
+        if self.relu {
+            steps.push(Epilogue::Relu);
+        }
+        Some(steps)
+    }
+
     fn forward(&self, inputs: &[&Tensor], outputs: &mut [Tensor]) -> Result<()> {
         let shape = inputs[0].shape();
         let axis = self.node.axis(self.axis, shape.len())?;
@@ -77,27 +110,20 @@ impl Op for BatchNorm {
         let mean = inputs[3].f32s()?;
         let var = inputs[4].f32s()?;
 
-        let (scale, shift): (Vec<f32>, Vec<f32>) = (0..channels)
-            .map(|c| {
-                let g = if self.fix_gamma { 1.0 } else { gamma[c] };
-                let s = g / (var[c] + self.eps).sqrt();
-                (s, beta[c] - mean[c] * s)
-            })
-            .unzip();
+        let (scale, shift) = self.scale_shift(gamma, beta, mean, var);
 
         if numel(shape) > 0 {
             let relu = self.relu;
-            map_channels(
+            map_planes(
                 inputs[0].f32s()?,
                 outputs[0].f32s_mut()?,
                 channels,
                 inner,
-                |c, x| {
-                    let y = x * scale[c] + shift[c];
-                    if relu && y < 0.0 {
-                        0.0
-                    } else {
-                        y
+                |c, src, dst| {
+                    let (s, b) = (scale[c], shift[c]);
+                    for (d, &x) in dst.iter_mut().zip(src) {
+                        let y = x * s + b;
+                        *d = if relu && y < 0.0 { 0.0 } else { y };
                     }
                 },
             );

@@ -3,10 +3,11 @@
 //! and stride. Deconvolution also takes `adj` and `target_shape`.
 
 use super::fp32_util::{f32_only, to_sizes, NodeInfo};
-use super::{NodeCtx, Op, Registry, Shape};
+use super::{Epilogue, NodeCtx, Op, Registry, Shape};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::kernels::fp32::conv::{conv_forward, deconv_forward, ConvShape, DeconvShape};
+use crate::kernels::fp32::elementwise::{act, map_inplace};
 use crate::kernels::fp32::window::Window;
 use crate::tensor::Tensor;
 
@@ -35,6 +36,11 @@ struct Conv {
     node: NodeInfo,
     p: ConvParams,
     transposed: bool,
+    /// Weights and bias with an absorbed per-channel affine map (a
+    /// following BatchNorm) folded in; they replace the weight and bias inputs.
+    folded: Option<(Vec<f32>, Vec<f32>)>,
+    /// A ReLU or clip absorbed after the convolution.
+    activation: Option<Epilogue>,
 }
 
 impl Conv {
@@ -122,6 +128,8 @@ impl Conv {
             node,
             p,
             transposed,
+            folded: None,
+            activation: None,
         })
     }
 
@@ -250,15 +258,33 @@ impl Op for Conv {
         f32_only(&self.node, inputs, num_outputs)
     }
 
+    fn absorb(&mut self, epilogue: &[Epilogue], constants: &[Option<&Tensor>]) -> Result<bool> {
+        if self.transposed || self.activation.is_some() {
+            return Ok(false);
+        }
+        for step in epilogue {
+            match step {
+                Epilogue::Relu | Epilogue::Clip { .. } => self.activation = Some(step.clone()),
+                Epilogue::Affine { .. } if self.activation.is_some() => return Ok(false),
+                Epilogue::Affine { scale, shift } => {
+                    let Some(folded) = self.fold(scale, shift, constants)? else {
+                        return Ok(false);
+                    };
+                    self.folded = Some(folded);
+                }
+            }
+        }
+        Ok(true)
+    }
+
     fn forward(&self, inputs: &[&Tensor], outputs: &mut [Tensor]) -> Result<()> {
         let data = inputs[0];
         let spatial = &data.shape()[2..];
-        let bias = if self.p.no_bias {
-            None
-        } else {
-            Some(inputs[2].f32s()?)
+        let (weight, bias) = match &self.folded {
+            Some((w, b)) => (w.as_slice(), Some(b.as_slice())),
+            None if self.p.no_bias => (inputs[1].f32s()?, None),
+            None => (inputs[1].f32s()?, Some(inputs[2].f32s()?)),
         };
-        let weight = inputs[1].f32s()?;
         let out_shape = outputs[0].shape().to_vec();
         let out_spatial = &out_shape[2..];
         let out = outputs[0].f32s_mut()?;
@@ -297,8 +323,49 @@ impl Op for Conv {
                 window,
             };
             conv_forward(&shape, data.f32s()?, weight, bias, out);
+            match self.activation {
+                Some(Epilogue::Relu) => map_inplace(out, act::relu),
+                Some(Epilogue::Clip { lo, hi }) => map_inplace(out, move |v| act::clip(v, lo, hi)),
+                _ => {}
+            }
         }
         Ok(())
+    }
+}
+
+impl Conv {
+    /// Folds `y = conv(x) · scale + shift` into new weights and bias, when the
+    /// weights (and bias) are constants and already hold no folded map.
+    fn fold(
+        &self,
+        scale: &[f32],
+        shift: &[f32],
+        constants: &[Option<&Tensor>],
+    ) -> Result<Option<(Vec<f32>, Vec<f32>)>> {
+        let channels = self.p.num_filter;
+        let weight = match (&self.folded, constants.get(1).copied().flatten()) {
+            (None, Some(w)) => w.f32s()?,
+            _ => return Ok(None),
+        };
+        let bias = match (self.p.no_bias, constants.get(2).copied().flatten()) {
+            (true, _) => None,
+            (false, Some(b)) => Some(b.f32s()?),
+            (false, None) => return Ok(None),
+        };
+        if scale.len() != channels || shift.len() != channels || weight.len() % channels != 0 {
+            return Ok(None);
+        }
+        let per_channel = weight.len() / channels;
+        let mut folded = weight.to_vec();
+        for (c, w) in folded.chunks_mut(per_channel).enumerate() {
+            for v in w {
+                *v *= scale[c];
+            }
+        }
+        let new_bias = (0..channels)
+            .map(|c| bias.map_or(0.0, |b| b[c]) * scale[c] + shift[c])
+            .collect();
+        Ok(Some((folded, new_bias)))
     }
 }
 

@@ -3,11 +3,13 @@
 //! `add_n`, operators with a scalar attribute (`_plus_scalar`, …) and `clip`.
 
 use super::fp32_util::{f32_only, NodeInfo};
-use super::{all_visible, data_input, single_output, NodeCtx, Op, OpDef, Registry, Shape};
+use super::{
+    all_visible, data_input, single_output, Epilogue, NodeCtx, Op, OpDef, Registry, Shape,
+};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::graph::Attrs;
-use crate::kernels::fp32::elementwise::{broadcast, broadcast_shape, map, zip};
+use crate::kernels::fp32::elementwise::{act, broadcast, broadcast_shape, map, zip};
 use crate::tensor::Tensor;
 
 /// A binary function on two f32 values.
@@ -376,9 +378,9 @@ impl Op for Scalar {
         let s = self.scalar;
         let (x, y) = (inputs[0].f32s()?, outputs[0].f32s_mut()?);
         if self.scalar_first {
-            specialize!(self.f, g => map(x, y, |v| g(s, v)));
+            specialize!(self.f, g => map(x, y, move |v| g(s, v)));
         } else {
-            specialize!(self.f, g => map(x, y, |v| g(v, s)));
+            specialize!(self.f, g => map(x, y, move |v| g(v, s)));
         }
         Ok(())
     }
@@ -465,17 +467,17 @@ impl Op for Clip {
         f32_only(&self.node, inputs, num_outputs)
     }
 
+    fn as_epilogue(&self, _constants: &[Option<&Tensor>]) -> Option<Vec<Epilogue>> {
+        Some(vec![Epilogue::Clip {
+            lo: self.min,
+            hi: self.max,
+        }])
+    }
+
     fn forward(&self, inputs: &[&Tensor], outputs: &mut [Tensor]) -> Result<()> {
         let (lo, hi) = (self.min, self.max);
-        // Same order of comparisons as MXNet: above the maximum first, then below the minimum.
-        map(inputs[0].f32s()?, outputs[0].f32s_mut()?, |v| {
-            if v > hi {
-                hi
-            } else if v < lo {
-                lo
-            } else {
-                v
-            }
+        map(inputs[0].f32s()?, outputs[0].f32s_mut()?, move |v| {
+            act::clip(v, lo, hi)
         });
         Ok(())
     }

@@ -95,9 +95,35 @@ pub trait Op: Send + Sync {
         Ok(())
     }
 
+    /// Describes this operator as a per-element step that its data input's
+    /// producer could apply itself, given the constant inputs (parameters).
+    /// `None` (the default) means it cannot be absorbed.
+    fn as_epilogue(&self, _constants: &[Option<&Tensor>]) -> Option<Vec<Epilogue>> {
+        None
+    }
+
+    /// Appends `epilogue` to the computation of output 0, so the step that
+    /// followed can be dropped. `constants` are this operator's constant
+    /// inputs, as given to [`Op::prepare`]. Returns `Ok(false)`, changing
+    /// nothing, when it cannot.
+    fn absorb(&mut self, _epilogue: &[Epilogue], _constants: &[Option<&Tensor>]) -> Result<bool> {
+        Ok(false)
+    }
+
     /// Computes every output. Output tensors arrive allocated with the
     /// inferred shapes and dtypes.
     fn forward(&self, inputs: &[&Tensor], outputs: &mut [Tensor]) -> Result<()>;
+}
+
+/// A per-element operation on an output, absorbed into its producer.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Epilogue {
+    /// `y = x · scale[c] + shift[c]` for channel `c` (axis 1).
+    Affine { scale: Vec<f32>, shift: Vec<f32> },
+    /// `y = x` where `x > 0`, else 0.
+    Relu,
+    /// `y = hi` where `x > hi`, else `lo` where `x < lo`, else `x`.
+    Clip { lo: f32, hi: f32 },
 }
 
 /// Input and output slots an operator can handle channels-last.

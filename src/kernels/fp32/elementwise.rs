@@ -26,6 +26,20 @@ pub fn map<F: Fn(f32) -> f32 + Sync>(input: &[f32], output: &mut [f32], f: F) {
     }
 }
 
+/// `data[i] = f(data[i])`.
+pub fn map_inplace<F: Fn(f32) -> f32 + Sync>(data: &mut [f32], f: F) {
+    let run = |chunk: &mut [f32]| {
+        for v in chunk {
+            *v = f(*v);
+        }
+    };
+    if data.len() < PARALLEL_MIN {
+        run(data);
+    } else {
+        data.par_chunks_mut(CHUNK).for_each(run);
+    }
+}
+
 /// `output[i] = f(i, input[i])`, for maps that depend on the position (per-channel parameters).
 pub fn map_indexed<F: Fn(usize, f32) -> f32 + Sync>(input: &[f32], output: &mut [f32], f: F) {
     assert_eq!(input.len(), output.len(), "map_indexed: length mismatch");
@@ -70,6 +84,39 @@ pub fn map_channels<F: Fn(usize, f32) -> f32 + Sync>(
             *d = f(c, s);
         }
     };
+    if input.len() < PARALLEL_MIN {
+        input
+            .chunks(inner)
+            .zip(output.chunks_mut(inner))
+            .enumerate()
+            .for_each(run);
+    } else {
+        let min_planes = (CHUNK / inner).max(1);
+        input
+            .par_chunks(inner)
+            .zip(output.par_chunks_mut(inner))
+            .enumerate()
+            .with_min_len(min_planes)
+            .for_each(run);
+    }
+}
+
+/// Calls `f(c, src, dst)` for each plane of `inner` elements of an array
+/// viewed as `outer × channels × inner`, where `c` is the plane's channel.
+/// Per-channel maps written this way keep their parameters in registers.
+pub fn map_planes<F: Fn(usize, &[f32], &mut [f32]) + Sync>(
+    input: &[f32],
+    output: &mut [f32],
+    channels: usize,
+    inner: usize,
+    f: F,
+) {
+    assert_eq!(input.len(), output.len(), "map_planes: length mismatch");
+    assert!(
+        channels > 0 && inner > 0 && input.len().is_multiple_of(channels * inner),
+        "map_planes: shape"
+    );
+    let run = |(plane, (src, dst)): (usize, (&[f32], &mut [f32]))| f(plane % channels, src, dst);
     if input.len() < PARALLEL_MIN {
         input
             .chunks(inner)
@@ -269,6 +316,17 @@ pub fn broadcast<F: Fn(f32, f32) -> f32 + Sync>(
 
 /// Scalar activation functions with MXNet's definitions.
 pub mod act {
+    /// MXNet's `clip`: `hi` above `hi`, else `lo` below `lo`, else `x` (NaN
+    /// stays NaN). Written as selects so loops over it vectorize.
+    pub fn clip(x: f32, lo: f32, hi: f32) -> f32 {
+        let below = if x < lo { lo } else { x };
+        if x > hi {
+            hi
+        } else {
+            below
+        }
+    }
+
     /// `ln(1 + e^x)`, returning `x` itself above 20 as MXNet does to avoid overflow.
     pub fn softrelu(x: f32) -> f32 {
         if x > 20.0 {
