@@ -13,7 +13,7 @@ use rayon::prelude::*;
 
 use super::pack::DepthwiseWeights;
 use super::stage::StagePlan;
-use super::{store_row, SyncPtr};
+use super::{store_tile, SyncPtr};
 use crate::kernels::int8::conv::ConvGeometry;
 use crate::kernels::int8::isa::Isa;
 
@@ -247,7 +247,20 @@ pub(super) unsafe fn run(
                 // `acc` has room for 32 values. The caller guarantees the tier.
                 unsafe { kernel(&taps, c0, count, weights.block_ptr(b), acc.as_mut_ptr()) };
                 // SAFETY: the job owns these output elements.
-                unsafe { store_row(isa, plan, &acc[..count], c0, pixel * channels + c0, out) };
+                unsafe {
+                    store_tile(
+                        isa,
+                        plan,
+                        &acc,
+                        0,
+                        1,
+                        count,
+                        c0,
+                        pixel * channels + c0,
+                        0,
+                        out,
+                    )
+                };
             }
         }
     });

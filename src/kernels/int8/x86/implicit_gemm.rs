@@ -13,7 +13,7 @@ use rayon::prelude::*;
 use super::pack::{Panels, PANEL, STEP_CHANNELS};
 use super::stage::StagePlan;
 use super::tile::{TileArgs, TileFn, MAX_TILE_PIXELS, TILE_ROW};
-use super::{store_row, SyncPtr};
+use super::{store_tile, SyncPtr};
 use crate::kernels::int8::conv::ConvGeometry;
 use crate::kernels::int8::isa::Isa;
 
@@ -271,23 +271,23 @@ pub(super) unsafe fn run(
             // panel pointers address `job.panels` packed panels, and `result`
             // has room for MAX_TILE_PIXELS rows.
             unsafe { kernel(&args) };
-            for m in 0..mr {
-                let index =
-                    (p0 + m) * geom.out_channels + job.group * shape.out_per_group + first_channel;
-                let acc = &result[m * TILE_ROW..m * TILE_ROW + channels];
-                // SAFETY: the job owns these output elements, which lie
-                // inside the output buffer of `geom.output_len()` elements.
-                unsafe {
-                    store_row(
-                        isa,
-                        plan,
-                        acc,
-                        job.group * shape.out_per_group + first_channel,
-                        index,
-                        out,
-                    )
-                };
-            }
+            let channel = job.group * shape.out_per_group + first_channel;
+            // SAFETY: the job owns these output elements, which lie inside
+            // the output buffer of `geom.output_len()` elements.
+            unsafe {
+                store_tile(
+                    isa,
+                    plan,
+                    &result,
+                    TILE_ROW,
+                    mr,
+                    channels,
+                    channel,
+                    p0 * geom.out_channels + channel,
+                    geom.out_channels,
+                    out,
+                )
+            };
         }
     });
 }

@@ -63,6 +63,52 @@ unsafe fn store_row(
     }
 }
 
+/// Stores a tile of `rows` accumulator rows (row `m` at `acc + m·acc_stride`,
+/// `n` channels from `channel`) to output elements `index + m·out_stride ..`
+/// through the vector stage of `isa`.
+///
+/// # Safety
+/// As [`store_row`], for every row.
+#[allow(clippy::too_many_arguments)]
+unsafe fn store_tile(
+    isa: Isa,
+    plan: &StagePlan,
+    acc: &[i32],
+    acc_stride: usize,
+    rows: usize,
+    n: usize,
+    channel: usize,
+    index: usize,
+    out_stride: usize,
+    out: SyncPtr,
+) {
+    assert!(
+        rows == 0 || (rows - 1) * acc_stride + n <= acc.len(),
+        "store_tile: the tile is larger than its accumulators"
+    );
+    // SAFETY: forwarded from the caller; the accumulator rows were checked.
+    unsafe {
+        if isa >= Isa::Avx512Bw {
+            for m in 0..rows {
+                let row = &acc[m * acc_stride..m * acc_stride + n];
+                store_row(isa, plan, row, channel, index + m * out_stride, out);
+            }
+        } else {
+            stage::store_tile_avx2(
+                plan,
+                acc.as_ptr(),
+                acc_stride,
+                rows,
+                n,
+                channel,
+                index,
+                out_stride,
+                out.0,
+            )
+        }
+    }
+}
+
 fn tiling(isa: Isa) -> Tiling {
     match isa {
         Isa::Avx512Vnni => Tiling {

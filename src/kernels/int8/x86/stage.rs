@@ -398,25 +398,267 @@ pub(super) unsafe fn store_row_avx2(
     }
 }
 
+/// Stores a tile: `rows` rows of `n` accumulators each, row `m` at
+/// `acc + m·acc_stride`, for channels `channel..channel + n`, into output
+/// elements `index + m·out_stride ..`. Each 8-channel column loads its
+/// per-channel parameters once for all rows. Same results as calling
+/// [`store_row_avx2`] row by row.
+///
+/// # Safety
+/// As [`store_row_avx2`], for every row.
+#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2")]
-unsafe fn compute_avx2(plan: &StagePlan, acc: __m256i, channel: usize, index: usize) -> __m256 {
-    let mut v = _mm256_cvtepi32_ps(acc);
-    // SAFETY (all loads below): per-channel parameters have a value for
-    // every channel and the residual is as long as the output, so all 8
-    // lanes are readable.
-    match plan.bias {
-        Param::Absent => {}
-        Param::Uniform(b) => v = _mm256_add_ps(v, _mm256_set1_ps(b)),
-        Param::PerChannel(b) => {
-            v = _mm256_add_ps(v, unsafe { _mm256_loadu_ps(b.as_ptr().add(channel)) })
+pub(super) unsafe fn store_tile_avx2(
+    plan: &StagePlan,
+    acc: *const i32,
+    acc_stride: usize,
+    rows: usize,
+    n: usize,
+    channel: usize,
+    index: usize,
+    out_stride: usize,
+    out: *mut u8,
+) {
+    let full = n - n % 8;
+    let mut i = 0;
+    if full > 0 {
+        if let Some(form) = FastForm::of(plan) {
+            // SAFETY: forwarded from the caller, for the first `full` channels.
+            unsafe {
+                store_tile_fast(
+                    plan, form, acc, acc_stride, rows, full, channel, index, out_stride, out,
+                )
+            };
+            i = full;
         }
     }
-    match plan.scale {
-        Param::Absent => {}
-        Param::Uniform(s) => v = _mm256_mul_ps(v, _mm256_set1_ps(s)),
-        Param::PerChannel(s) => {
-            v = _mm256_mul_ps(v, unsafe { _mm256_loadu_ps(s.as_ptr().add(channel)) })
+    while i < full {
+        let params = channel_params_avx2(plan, channel + i);
+        for m in 0..rows {
+            let at = index + m * out_stride + i;
+            // SAFETY: elements `i..i + 8` of row `m` are inside the tile.
+            unsafe {
+                let a = _mm256_loadu_si256(acc.add(m * acc_stride + i).cast());
+                if plan.identity {
+                    store_acc_avx2(plan.kind, a, out, at);
+                } else {
+                    let v = apply_avx2(plan, params, a, at);
+                    store_f32_avx2(plan.kind, v, out, at);
+                }
+            }
         }
+        i += 8;
+    }
+    for m in 0..rows {
+        for j in full..n {
+            // SAFETY: element `j` of row `m` is inside the tile.
+            unsafe {
+                plan.store_scalar(
+                    *acc.add(m * acc_stride + j),
+                    channel + j,
+                    index + m * out_stride + j,
+                    out,
+                )
+            };
+        }
+    }
+}
+
+/// The stage forms that [`store_tile_fast`] runs without branching per
+/// vector: int8 or uint8 output, an optional ReLU or clip, an optional
+/// residual sum and an optional post-sum ReLU.
+#[derive(Clone, Copy)]
+struct FastForm {
+    unsigned: bool,
+    /// 0: no activation, 1: ReLU, 2: clip to `clip`.
+    act: u8,
+    clip: (f32, f32),
+    sum: bool,
+    post_relu: bool,
+}
+
+impl FastForm {
+    fn of(plan: &StagePlan) -> Option<FastForm> {
+        let unsigned = match plan.kind {
+            OutKind::U8 => true,
+            OutKind::I8 => false,
+            _ => return None,
+        };
+        if plan.identity || plan.act_scale.is_some() {
+            return None;
+        }
+        let (act, clip) = match plan.act {
+            None => (0, (0.0, 0.0)),
+            Some(VecAct::Relu) => (1, (0.0, 0.0)),
+            Some(VecAct::Clip(lo, hi)) => (2, (lo, hi)),
+            Some(_) => return None,
+        };
+        let post_relu = match plan.post_act {
+            None => false,
+            Some(VecAct::Relu) => true,
+            Some(_) => return None,
+        };
+        Some(FastForm {
+            unsigned,
+            act,
+            clip,
+            sum: plan.sum.is_some(),
+            post_relu,
+        })
+    }
+}
+
+/// Runs the first `n` (a multiple of 8) channels of a tile in `form`.
+///
+/// # Safety
+/// As [`store_tile_avx2`].
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2")]
+unsafe fn store_tile_fast(
+    plan: &StagePlan,
+    form: FastForm,
+    acc: *const i32,
+    acc_stride: usize,
+    rows: usize,
+    n: usize,
+    channel: usize,
+    index: usize,
+    out_stride: usize,
+    out: *mut u8,
+) {
+    macro_rules! run {
+        ($($u:literal, $a:literal, $s:literal, $p:literal);*) => {
+            match (form.unsigned, form.act, form.sum, form.post_relu) {
+                $(($u, $a, $s, $p) => {
+                    // SAFETY: forwarded from the caller.
+                    unsafe {
+                        fast_columns::<$u, $a, $s, $p>(
+                            plan, form.clip, acc, acc_stride, rows, n, channel, index,
+                            out_stride, out,
+                        )
+                    }
+                })*
+                _ => unreachable!("activation codes are 0, 1 or 2"),
+            }
+        };
+    }
+    run!(
+        false, 0, false, false; false, 0, false, true; false, 0, true, false; false, 0, true, true;
+        false, 1, false, false; false, 1, false, true; false, 1, true, false; false, 1, true, true;
+        false, 2, false, false; false, 2, false, true; false, 2, true, false; false, 2, true, true;
+        true, 0, false, false; true, 0, false, true; true, 0, true, false; true, 0, true, true;
+        true, 1, false, false; true, 1, false, true; true, 1, true, false; true, 1, true, true;
+        true, 2, false, false; true, 2, false, true; true, 2, true, false; true, 2, true, true
+    )
+}
+
+/// The body of [`store_tile_fast`] for one form. An absent bias adds +0 and
+/// an absent scale multiplies by 1, which leave every value converted from
+/// an int32 unchanged, so the results equal the general stage's.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2")]
+unsafe fn fast_columns<
+    const UNSIGNED: bool,
+    const ACT: u8,
+    const SUM: bool,
+    const POST_RELU: bool,
+>(
+    plan: &StagePlan,
+    clip: (f32, f32),
+    acc: *const i32,
+    acc_stride: usize,
+    rows: usize,
+    n: usize,
+    channel: usize,
+    index: usize,
+    out_stride: usize,
+    out: *mut u8,
+) {
+    let zero = _mm256_setzero_ps();
+    let (lo, hi) = (_mm256_set1_ps(clip.0), _mm256_set1_ps(clip.1));
+    let (sum_scale, residual) = match plan.sum {
+        Some((s, r)) => (_mm256_set1_ps(s), Some(r)),
+        None => (zero, None),
+    };
+    let (min, max) = if UNSIGNED {
+        (0.0, 255.0)
+    } else {
+        (-128.0, 127.0)
+    };
+    for i in (0..n).step_by(8) {
+        let params = channel_params_avx2(plan, channel + i);
+        let bias = params.bias.unwrap_or(zero);
+        let scale = params.scale.unwrap_or(_mm256_set1_ps(1.0));
+        for m in 0..rows {
+            let at = index + m * out_stride + i;
+            // SAFETY: the caller guarantees 8 accumulators and 8 output
+            // elements (and residual elements) here.
+            unsafe {
+                let a = _mm256_loadu_si256(acc.add(m * acc_stride + i).cast());
+                let mut v = _mm256_mul_ps(_mm256_add_ps(_mm256_cvtepi32_ps(a), bias), scale);
+                if ACT == 1 {
+                    v = _mm256_max_ps(v, zero);
+                } else if ACT == 2 {
+                    v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
+                }
+                if SUM {
+                    if let Some(r) = residual {
+                        let r = load_residual_avx2(r, at);
+                        v = _mm256_add_ps(v, _mm256_mul_ps(sum_scale, r));
+                    }
+                }
+                if POST_RELU {
+                    v = _mm256_max_ps(v, zero);
+                }
+                let q = narrow_avx2(round_saturate_avx2(v, min, max), UNSIGNED);
+                _mm_storel_epi64(out.add(at).cast(), q);
+            }
+        }
+    }
+}
+
+/// Bias and scale of 8 channels from `channel`; absent parameters are
+/// `None`, so the arithmetic skips them exactly as the scalar stage does.
+#[derive(Clone, Copy)]
+struct ChannelParams {
+    bias: Option<__m256>,
+    scale: Option<__m256>,
+}
+
+#[target_feature(enable = "avx2")]
+fn channel_params_avx2(plan: &StagePlan, channel: usize) -> ChannelParams {
+    // SAFETY (both loads): per-channel parameters have a value for every
+    // channel, so the 8 lanes from `channel` are readable.
+    let load = |p: Param| match p {
+        Param::Absent => None,
+        Param::Uniform(v) => Some(_mm256_set1_ps(v)),
+        Param::PerChannel(v) => Some(unsafe { _mm256_loadu_ps(v.as_ptr().add(channel)) }),
+    };
+    ChannelParams {
+        bias: load(plan.bias),
+        scale: load(plan.scale),
+    }
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn compute_avx2(plan: &StagePlan, acc: __m256i, channel: usize, index: usize) -> __m256 {
+    // SAFETY: forwarded from the caller.
+    unsafe { apply_avx2(plan, channel_params_avx2(plan, channel), acc, index) }
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn apply_avx2(
+    plan: &StagePlan,
+    params: ChannelParams,
+    acc: __m256i,
+    index: usize,
+) -> __m256 {
+    let mut v = _mm256_cvtepi32_ps(acc);
+    if let Some(b) = params.bias {
+        v = _mm256_add_ps(v, b);
+    }
+    if let Some(s) = params.scale {
+        v = _mm256_mul_ps(v, s);
     }
     if let Some(act) = plan.act {
         v = activate_avx2(act, v);
@@ -425,6 +667,8 @@ unsafe fn compute_avx2(plan: &StagePlan, acc: __m256i, channel: usize, index: us
         v = _mm256_mul_ps(v, _mm256_set1_ps(s));
     }
     if let Some((s, residual)) = plan.sum {
+        // SAFETY: the residual is as long as the output, so 8 elements
+        // from `index` exist.
         let r = unsafe { load_residual_avx2(residual, index) };
         v = _mm256_add_ps(v, _mm256_mul_ps(_mm256_set1_ps(s), r));
     }
