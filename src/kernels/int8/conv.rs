@@ -79,17 +79,20 @@ impl PackedConvWeights {
             "packed weight size mismatch"
         );
         let mut data = vec![0i8; weights.len()];
-        for oc in 0..out_channels {
-            for ic in 0..in_channels_per_group {
-                for t in 0..taps {
-                    let src = (oc * in_channels_per_group + ic) * taps + t;
-                    let dst = (oc * taps + t) * in_channels_per_group + ic;
-                    data[dst] = weights[src];
-                }
-            }
+        let per_channel = in_channels_per_group * taps;
+        if per_channel > 0 {
+            data.par_chunks_mut(per_channel)
+                .zip(weights.par_chunks(per_channel))
+                .for_each(|(dst, src)| {
+                    for ic in 0..in_channels_per_group {
+                        for t in 0..taps {
+                            dst[t * in_channels_per_group + ic] = src[ic * taps + t];
+                        }
+                    }
+                });
         }
         let channel_sums = data
-            .chunks(in_channels_per_group * taps)
+            .chunks(per_channel.max(1))
             .map(|w| w.iter().map(|&v| v as i32).sum())
             .collect();
         PackedConvWeights {

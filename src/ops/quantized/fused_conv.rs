@@ -27,6 +27,7 @@ use crate::kernels::int8::elem::QuantElem;
 use crate::kernels::int8::output::{Activation, OutputStage, PerChannel};
 use crate::ops::{AttrReader, ChannelsLastSupport, NodeCtx, Op, Shape};
 use crate::tensor::Tensor;
+use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
 
 /// Positions of the optional inputs.
@@ -229,12 +230,17 @@ impl FusedConv {
             vec![guarded_scale(DType::I8, folded.min, folded.max); channels]
         };
         let row = folded.weights.len() / channels;
-        let wq: Vec<i8> = folded
-            .weights
-            .iter()
-            .enumerate()
-            .map(|(i, &w)| i8::saturate(w * weight_scales[i / row]))
-            .collect();
+        let mut wq = vec![0i8; folded.weights.len()];
+        if row > 0 {
+            wq.par_chunks_mut(row)
+                .zip(folded.weights.par_chunks(row))
+                .zip(&weight_scales)
+                .for_each(|((dst, src), &scale)| {
+                    for (q, &w) in dst.iter_mut().zip(src) {
+                        *q = i8::saturate(w * scale);
+                    }
+                });
+        }
         let bias = folded.bias.as_ref().map(|b| {
             b.iter()
                 .zip(&weight_scales)

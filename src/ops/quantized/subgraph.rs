@@ -156,8 +156,10 @@ pub fn channel_weight_scales(
 ) -> Vec<f32> {
     use super::common::{guarded_scale, P31};
     use crate::dtype::DType;
+    use rayon::prelude::*;
     let row = weights.len() / channels.max(1);
     (0..channels)
+        .into_par_iter()
         .map(|c| {
             let w = &weights[c * row..(c + 1) * row];
             let lo = w.iter().copied().fold(f32::INFINITY, f32::min);
