@@ -23,12 +23,34 @@ pub(super) struct Tiling {
     pub pixels: usize,
     pub panels: usize,
     pub select: fn(usize, usize, bool) -> TileFn,
+    /// The microkernels read data widened to int16 beforehand (2 bytes per
+    /// channel) instead of the int8 or uint8 bytes.
+    pub widen: bool,
+}
+
+thread_local! {
+    /// This thread's buffer for data widened to int16, reused across calls.
+    static WIDENED: std::cell::RefCell<Vec<i16>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Widens int8 (`signed`) or uint8 bytes to int16 in `out`.
+fn widen(input: &[u8], signed: bool, out: &mut [i16]) {
+    const CHUNK: usize = 1 << 14;
+    out.par_chunks_mut(CHUNK)
+        .zip(input.par_chunks(CHUNK))
+        .for_each(|(dst, src)| {
+            for (d, &b) in dst.iter_mut().zip(src) {
+                *d = if signed { b as i8 as i16 } else { b as i16 };
+            }
+        });
 }
 
 /// The input of one convolution and the byte offsets of its taps.
 struct Source<'a> {
     geom: &'a ConvGeometry,
     input: &'a [u8],
+    /// Bytes per data element: 1, or 2 for widened data.
+    elem: usize,
     /// Input channels per group rounded up to a multiple of 4.
     padded_channels: usize,
     /// Byte offset of each tap from the pixel's first tap, in the input.
@@ -38,8 +60,8 @@ struct Source<'a> {
 }
 
 impl<'a> Source<'a> {
-    fn new(geom: &'a ConvGeometry, input: &'a [u8]) -> Self {
-        let c = geom.in_channels as isize;
+    fn new(geom: &'a ConvGeometry, input: &'a [u8], elem: usize) -> Self {
+        let c = (geom.in_channels * elem) as isize;
         let [_, ih, iw] = geom.input.map(|d| d as isize);
         let padded_channels = geom.in_channels_per_group().div_ceil(STEP_CHANNELS) * STEP_CHANNELS;
         let mut image_offsets = Vec::new();
@@ -54,11 +76,12 @@ impl<'a> Source<'a> {
             }
         }
         let staged_offsets = (0..image_offsets.len())
-            .map(|t| (t * padded_channels) as isize)
+            .map(|t| (t * padded_channels * elem) as isize)
             .collect();
         Source {
             geom,
             input,
+            elem,
             padded_channels,
             image_offsets,
             staged_offsets,
@@ -71,7 +94,7 @@ impl<'a> Source<'a> {
 
     /// Bytes of one staged pixel row.
     fn staged_row(&self) -> usize {
-        self.taps() * self.padded_channels
+        self.taps() * self.padded_channels * self.elem
     }
 
     /// Input position of the first tap of output pixel `pixel`.
@@ -94,10 +117,10 @@ impl<'a> Source<'a> {
         }
         let [d, h, w] = origin.map(|v| v as usize);
         let pixel = ((n * g.input[0] + d) * g.input[1] + h) * g.input[2] + w;
-        let base = pixel * g.in_channels + group * g.in_channels_per_group();
-        // The last step of a tap reads up to 3 bytes past the group's
+        let base = (pixel * g.in_channels + group * g.in_channels_per_group()) * self.elem;
+        // The last step of a tap reads up to 3 channels past the group's
         // channels: harmless (their weights are 0) unless past the input.
-        let end = base + *self.image_offsets.last()? as usize + self.padded_channels;
+        let end = base + *self.image_offsets.last()? as usize + self.padded_channels * self.elem;
         (end <= self.input.len()).then_some(base)
     }
 
@@ -121,9 +144,10 @@ impl<'a> Source<'a> {
                     if inside {
                         let [d, h, w] = pos.map(|v| v as usize);
                         let pixel = ((n * g.input[0] + d) * g.input[1] + h) * g.input[2] + w;
-                        let start = pixel * g.in_channels + group * icg;
-                        let dst = t * self.padded_channels;
-                        row[dst..dst + icg].copy_from_slice(&self.input[start..start + icg]);
+                        let start = (pixel * g.in_channels + group * icg) * self.elem;
+                        let dst = t * self.padded_channels * self.elem;
+                        let len = icg * self.elem;
+                        row[dst..dst + len].copy_from_slice(&self.input[start..start + len]);
                     }
                     t += 1;
                 }
@@ -217,7 +241,37 @@ pub(super) unsafe fn run(
     plan: &StagePlan,
     out: SyncPtr,
 ) {
-    let source = Source::new(geom, input);
+    if !tiling.widen {
+        // SAFETY: forwarded from the caller.
+        return unsafe { run_on(isa, tiling, geom, input, 1, signed, panels, plan, out) };
+    }
+    let mut widened = WIDENED.with(|w| std::mem::take(&mut *w.borrow_mut()));
+    widened.resize(input.len(), 0);
+    widen(input, signed, &mut widened);
+    let bytes: &[u8] = bytemuck::cast_slice(&widened);
+    // SAFETY: forwarded from the caller; the widened copy has the same
+    // elements as `input`, 2 bytes each.
+    unsafe { run_on(isa, tiling, geom, bytes, 2, signed, panels, plan, out) };
+    WIDENED.with(|w| *w.borrow_mut() = widened);
+}
+
+/// [`run`] on `input` with `elem` bytes per element.
+///
+/// # Safety
+/// As [`run`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn run_on(
+    isa: Isa,
+    tiling: Tiling,
+    geom: &ConvGeometry,
+    input: &[u8],
+    elem: usize,
+    signed: bool,
+    panels: &Panels,
+    plan: &StagePlan,
+    out: SyncPtr,
+) {
+    let source = Source::new(geom, input, elem);
     let pixels = geom.batch * geom.output.iter().product::<usize>();
     let tiles = pixels.div_ceil(tiling.pixels);
     let shape = panels.shape;

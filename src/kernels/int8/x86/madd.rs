@@ -3,11 +3,13 @@
 //! lane. Products of int8 or uint8 by int8 are at most 2^15 in magnitude, so
 //! nothing saturates (unlike `vpmaddubsw`) and no data shift is needed.
 //!
-//! One broadcast 32-bit data word contains 4 input channels. Once widened,
-//! lane `2j` of a product vector sums input channels 0-1 and lane `2j + 1`
-//! input channels 2-3 of output channel `j`. The two lanes are added once, after the
-//! reduction. int32 sums wrap, so the result is exact whenever the true dot
-//! product fits in int32.
+//! The AVX-512 BW kernel broadcasts a 32-bit word of 4 int8 or uint8 input
+//! channels and widens it. Lane `2j` of a product vector then sums input
+//! channels 0-1 and lane `2j + 1` input channels 2-3 of output channel `j`;
+//! the two lanes are added once, after the reduction. The AVX2 kernel reads
+//! data widened to int16 before the call, so its broadcast word is one pair
+//! of input channels and each lane belongs to one output channel. int32
+//! sums wrap, so results are exact whenever the true dot product fits in int32.
 
 use std::arch::x86_64::*;
 
@@ -18,8 +20,7 @@ use super::tile::{TileArgs, TileFn, TILE_ROW};
 pub(super) const AVX512_TILE_PIXELS: usize = 6;
 pub(super) const AVX512_TILE_PANELS: usize = 2;
 
-/// AVX2 register tile: 6 pixels by half a panel (8 channels) at a time is
-/// 12 accumulators, 2 weight vectors and 2 temporaries: all 16 registers.
+/// AVX2 register tile: 6 pixels by one panel (16 channels).
 pub(super) const AVX2_TILE_PIXELS: usize = 6;
 
 /// Bytes of one reduction step of one panel: 64 int16 weights.
@@ -70,45 +71,56 @@ unsafe fn tile_avx512<const MR: usize, const NV: usize, const SIGNED: bool>(args
     }
 }
 
+/// AVX2 microkernel on data widened to int16 beforehand: each broadcast
+/// 32-bit word is a pair of input channels, and each `vpmaddwd` lane adds
+/// both products of one output channel, so no widening or final add runs in
+/// the loop. A step's 4 input channels are done as two pairs, each with 2
+/// weight vectors: 12 accumulators, 2 weights, the data and a product fit
+/// the 16 registers.
 #[target_feature(enable = "avx2")]
-unsafe fn tile_avx2<const MR: usize, const SIGNED: bool>(args: &TileArgs) {
-    // The panel's 16 channels are done as two halves of 8, one after the
-    // other: MR x 2 accumulators, 2 weight vectors, the data vector and a
-    // product fit the 16 registers, where a whole panel would spill.
-    for half in 0..2 {
-        // acc[m][q]: pixel m, output channels 8·half + 4q .. + 4 (two lanes each).
-        let mut acc = [[_mm256_setzero_si256(); 2]; MR];
-        for (t, &offset) in args.tap_offsets.iter().enumerate() {
-            // SAFETY: the caller guarantees every derived address is readable.
-            unsafe {
-                let weights = args.panels.add(t * args.steps * STEP_BYTES + 64 * half);
-                let rows: [*const u8; MR] = std::array::from_fn(|m| args.bases[m].offset(offset));
-                for s in 0..args.steps {
-                    let w = weights.add(s * STEP_BYTES);
+unsafe fn tile_avx2_pairs<const MR: usize>(args: &TileArgs) {
+    // acc[m][h]: pixel m, output channels 8h..8h + 8.
+    let mut acc = [[_mm256_setzero_si256(); 2]; MR];
+    for (t, &offset) in args.tap_offsets.iter().enumerate() {
+        // SAFETY: the caller guarantees every derived address is readable.
+        unsafe {
+            let weights = args.panels.add(t * args.steps * STEP_BYTES);
+            let rows: [*const u8; MR] = std::array::from_fn(|m| args.bases[m].offset(offset));
+            for s in 0..args.steps {
+                for pair in 0..2 {
+                    let w = weights.add(s * STEP_BYTES + 64 * pair);
                     let w0 = _mm256_load_si256(w.cast());
                     let w1 = _mm256_load_si256(w.add(32).cast());
                     for (m, row) in acc.iter_mut().enumerate() {
-                        let dword = rows[m].add(4 * s).cast::<i32>().read_unaligned();
-                        let bytes = _mm_set1_epi32(dword);
-                        let x = if SIGNED {
-                            _mm256_cvtepi8_epi16(bytes)
-                        } else {
-                            _mm256_cvtepu8_epi16(bytes)
-                        };
+                        let at = rows[m].add(8 * s + 4 * pair);
+                        let x = _mm256_set1_epi32(at.cast::<i32>().read_unaligned());
                         row[0] = _mm256_add_epi32(row[0], _mm256_madd_epi16(x, w0));
                         row[1] = _mm256_add_epi32(row[1], _mm256_madd_epi16(x, w1));
                     }
                 }
             }
         }
-        for (m, row) in acc.iter().enumerate() {
-            // hadd gives channels (0, 1, 4, 5 | 2, 3, 6, 7); the permute
-            // restores their order.
-            let pairs = _mm256_hadd_epi32(row[0], row[1]);
-            let sum = _mm256_permute4x64_epi64::<0b11_01_10_00>(pairs);
+    }
+    for (m, row) in acc.iter().enumerate() {
+        for (h, &a) in row.iter().enumerate() {
             // SAFETY: `out` has room for MR rows of TILE_ROW values.
-            unsafe { _mm256_storeu_si256(args.out.add(m * TILE_ROW + 8 * half).cast(), sum) };
+            unsafe { _mm256_storeu_si256(args.out.add(m * TILE_ROW + 8 * h).cast(), a) };
         }
+    }
+}
+
+/// Returns the AVX2 microkernel on int16 data for `pixels` (1..=6) by one
+/// panel; the data's signedness was handled when it was widened.
+pub(super) fn select_avx2_pairs(pixels: usize, panels: usize, _signed: bool) -> TileFn {
+    assert_eq!(panels, 1, "AVX2 tiles have one panel");
+    match pixels {
+        1 => tile_avx2_pairs::<1>,
+        2 => tile_avx2_pairs::<2>,
+        3 => tile_avx2_pairs::<3>,
+        4 => tile_avx2_pairs::<4>,
+        5 => tile_avx2_pairs::<5>,
+        6 => tile_avx2_pairs::<6>,
+        _ => unreachable!("AVX2 tiles have 1 to {AVX2_TILE_PIXELS} pixels, not {pixels}"),
     }
 }
 
@@ -132,25 +144,5 @@ pub(super) fn select_avx512(pixels: usize, panels: usize, signed: bool) -> TileF
         5 => avx512_for_pixels::<5>(panels, signed),
         6 => avx512_for_pixels::<6>(panels, signed),
         _ => unreachable!("AVX-512 BW tiles have 1 to {AVX512_TILE_PIXELS} pixels, not {pixels}"),
-    }
-}
-
-/// Returns the AVX2 microkernel for `pixels` (1..=6) by one panel.
-pub(super) fn select_avx2(pixels: usize, panels: usize, signed: bool) -> TileFn {
-    assert_eq!(panels, 1, "AVX2 tiles have one panel");
-    match (pixels, signed) {
-        (1, false) => tile_avx2::<1, false>,
-        (2, false) => tile_avx2::<2, false>,
-        (3, false) => tile_avx2::<3, false>,
-        (4, false) => tile_avx2::<4, false>,
-        (5, false) => tile_avx2::<5, false>,
-        (6, false) => tile_avx2::<6, false>,
-        (1, true) => tile_avx2::<1, true>,
-        (2, true) => tile_avx2::<2, true>,
-        (3, true) => tile_avx2::<3, true>,
-        (4, true) => tile_avx2::<4, true>,
-        (5, true) => tile_avx2::<5, true>,
-        (6, true) => tile_avx2::<6, true>,
-        _ => unreachable!("AVX2 tiles have 1 to {AVX2_TILE_PIXELS} pixels, not {pixels}"),
     }
 }

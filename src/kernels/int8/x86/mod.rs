@@ -115,16 +115,19 @@ fn tiling(isa: Isa) -> Tiling {
             pixels: vnni::TILE_PIXELS,
             panels: vnni::TILE_PANELS,
             select: vnni::select,
+            widen: false,
         },
         Isa::Avx512Bw => Tiling {
             pixels: madd::AVX512_TILE_PIXELS,
             panels: madd::AVX512_TILE_PANELS,
             select: madd::select_avx512,
+            widen: false,
         },
         Isa::Avx2 | Isa::Scalar => Tiling {
             pixels: madd::AVX2_TILE_PIXELS,
             panels: 1,
-            select: madd::select_avx2,
+            select: madd::select_avx2_pairs,
+            widen: true,
         },
     }
 }
@@ -206,10 +209,10 @@ impl ConvPack {
 }
 
 fn encoding(isa: Isa) -> Encoding {
-    if isa == Isa::Avx512Vnni {
-        Encoding::Bytes
-    } else {
-        Encoding::Words
+    match isa {
+        Isa::Avx512Vnni => Encoding::Bytes,
+        Isa::Avx512Bw => Encoding::Words,
+        Isa::Avx2 | Isa::Scalar => Encoding::Pairs,
     }
 }
 

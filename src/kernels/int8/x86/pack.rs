@@ -5,9 +5,12 @@
 //! `[16 output channels][4 input channels]`:
 //! - as bytes for `vpdpbusd` (one 512-bit vector per step), so each 32-bit
 //!   lane reduces 4 consecutive input channels of one output channel;
-//! - as int16 for `vpmaddwd` (two 512-bit or four 256-bit vectors per step),
-//!   so each 32-bit lane reduces 2 input channels and adjacent lanes are
-//!   added at the end.
+//! - as int16 for `vpmaddwd` (two 512-bit vectors per step), so each 32-bit
+//!   lane reduces 2 input channels and adjacent lanes are added at the end;
+//! - as int16 pairs for `vpmaddwd` on data already widened to int16 (four
+//!   256-bit vectors per step: input channels 0-1 of output channels 0-7,
+//!   then of 8-15, then input channels 2-3 likewise), so each 32-bit lane
+//!   reduces 2 input channels of one output channel and needs no final add.
 //!
 //! Missing channels (output channels past the group, input channels past a
 //! multiple of 4) hold weight 0, so whatever data the kernel reads for them
@@ -54,8 +57,10 @@ impl Lines {
 pub(super) enum Encoding {
     /// int8, for `vpdpbusd`.
     Bytes,
-    /// int16, for `vpmaddwd`.
+    /// int16, for `vpmaddwd` on data widened in the kernel.
     Words,
+    /// int16 in channel pairs, for `vpmaddwd` on data widened beforehand.
+    Pairs,
 }
 
 impl Encoding {
@@ -63,7 +68,7 @@ impl Encoding {
     pub(super) fn step_bytes(self) -> usize {
         match self {
             Encoding::Bytes => PANEL * STEP_CHANNELS,
-            Encoding::Words => 2 * PANEL * STEP_CHANNELS,
+            Encoding::Words | Encoding::Pairs => 2 * PANEL * STEP_CHANNELS,
         }
     }
 }
@@ -135,12 +140,20 @@ impl Panels {
                     let src = &weights[(oc * taps + t) * in_per_group..][..in_per_group];
                     for (ic, &w) in src.iter().enumerate() {
                         let step = t * steps + ic / STEP_CHANNELS;
-                        let index = panel * values_per_panel
-                            + (step * PANEL + lane) * STEP_CHANNELS
-                            + ic % STEP_CHANNELS;
+                        let within = match encoding {
+                            Encoding::Bytes | Encoding::Words => {
+                                lane * STEP_CHANNELS + ic % STEP_CHANNELS
+                            }
+                            Encoding::Pairs => {
+                                let (pair, half) = (ic % STEP_CHANNELS / 2, lane / 8);
+                                ((pair * 2 + half) * 8 + lane % 8) * 2 + ic % 2
+                            }
+                        };
+                        let index =
+                            panel * values_per_panel + step * PANEL * STEP_CHANNELS + within;
                         match encoding {
                             Encoding::Bytes => lines.set_i8(index, w),
-                            Encoding::Words => lines.set_i16(index, w as i16),
+                            Encoding::Words | Encoding::Pairs => lines.set_i16(index, w as i16),
                         }
                     }
                 }
