@@ -214,11 +214,15 @@ pub(super) unsafe fn run(
         .collect();
     jobs.par_iter().for_each(|&(row, first_block)| {
         let last_block = (first_block + per_range).min(blocks);
+        let first_channel = first_block * block;
+        let width = (last_block * block).min(channels) - first_channel;
         let oh = row % geom.output[1];
         let od = (row / geom.output[1]) % geom.output[0];
         let n = row / (geom.output[1] * geom.output[0]);
         let mut taps = vec![std::ptr::null::<u8>(); weights.taps];
-        let mut acc = [0i32; 32];
+        // Accumulators of the whole output row for this job's channels; a
+        // block kernel writes a full block, so the last one has slack.
+        let mut acc = vec![0i32; geom.output[2] * width + block];
         for ow in 0..geom.output[2] {
             let pos = [od, oh, ow];
             let origin: [isize; 3] =
@@ -238,30 +242,41 @@ pub(super) unsafe fn run(
             } else {
                 locate_taps(geom, n, origin, input, &mut taps);
             }
-            let pixel = row * geom.output[2] + ow;
             for b in first_block..last_block {
                 let c0 = b * block;
                 let count = block.min(channels - c0);
+                let at = ow * width + (c0 - first_channel);
                 // SAFETY: non-null taps point to a whole pixel of `channels`
                 // bytes, and the kernel reads only `c0..c0 + count` of it.
-                // `acc` has room for 32 values. The caller guarantees the tier.
-                unsafe { kernel(&taps, c0, count, weights.block_ptr(b), acc.as_mut_ptr()) };
-                // SAFETY: the job owns these output elements.
+                // `acc` has room for a whole block from `at`. The caller
+                // guarantees the tier.
                 unsafe {
-                    store_tile(
-                        isa,
-                        plan,
-                        &acc,
-                        0,
-                        1,
-                        count,
+                    kernel(
+                        &taps,
                         c0,
-                        pixel * channels + c0,
-                        0,
-                        out,
+                        count,
+                        weights.block_ptr(b),
+                        acc[at..].as_mut_ptr(),
                     )
                 };
             }
         }
+        let first_pixel = row * geom.output[2];
+        // SAFETY: the job owns these output elements: its channels of every
+        // pixel of the row.
+        unsafe {
+            store_tile(
+                isa,
+                plan,
+                &acc,
+                width,
+                geom.output[2],
+                width,
+                first_channel,
+                first_pixel * channels + first_channel,
+                channels,
+                out,
+            )
+        };
     });
 }

@@ -118,6 +118,8 @@ pub(super) struct StagePlan<'a> {
     sum: Option<(f32, QuantSlice<'a>)>,
     residual: Option<QuantSlice<'a>>,
     post_act: Option<VecAct>,
+    /// The branch-free form of this stage, if it has one.
+    fast: Option<FastForm>,
 }
 
 impl<'a> StagePlan<'a> {
@@ -128,7 +130,7 @@ impl<'a> StagePlan<'a> {
         residual: Option<QuantSlice<'a>>,
         channels: usize,
     ) -> StagePlan<'a> {
-        StagePlan {
+        let mut plan = StagePlan {
             stage,
             kind,
             identity: stage.is_identity(),
@@ -139,7 +141,10 @@ impl<'a> StagePlan<'a> {
             sum: stage.sum_scale.zip(residual),
             residual,
             post_act: stage.post_sum_activation.map(|a| VecAct::new(a, kind)),
-        }
+            fast: None,
+        };
+        plan.fast = FastForm::of(&plan);
+        plan
     }
 
     /// Stores one value with the scalar stage's code.
@@ -422,7 +427,7 @@ pub(super) unsafe fn store_tile_avx2(
     let full = n - n % 8;
     let mut i = 0;
     if full > 0 {
-        if let Some(form) = FastForm::of(plan) {
+        if let Some(form) = plan.fast {
             // SAFETY: forwarded from the caller, for the first `full` channels.
             unsafe {
                 store_tile_fast(
