@@ -306,6 +306,7 @@ pub fn bench(args: &[String]) -> Result<()> {
     let input = load_input(&m)?;
     let t0 = Instant::now();
     let mut p = bind(&m.symbol, &m.params, &m.input_name, &input)?;
+    let bound = t0.elapsed();
     p.executor.forward()?;
     let first = t0.elapsed();
     for _ in 0..m.warmup {
@@ -321,10 +322,11 @@ pub fn bench(args: &[String]) -> Result<()> {
     let median = times[times.len() / 2];
     let batch = input.shape().first().copied().unwrap_or(1);
     println!(
-        "{}: batch {batch}, {} threads, bind + first forward {:.1} ms, median {:.3} ms over {} runs (min {:.3} ms), {:.1} images/s",
+        "{}: batch {batch}, {} threads, bind + first forward {:.1} ms (bind {:.1} ms), median {:.3} ms over {} runs (min {:.3} ms), {:.1} images/s",
         m.symbol,
         pool().current_num_threads(),
         first.as_secs_f64() * 1e3,
+        bound.as_secs_f64() * 1e3,
         median * 1e3,
         times.len(),
         times[0] * 1e3,

@@ -33,15 +33,63 @@ thread_local! {
     static WIDENED: std::cell::RefCell<Vec<i16>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Widens int8 (`signed`) or uint8 bytes to int16 in `out`.
-fn widen(input: &[u8], signed: bool, out: &mut [i16]) {
-    const CHUNK: usize = 1 << 14;
-    out.par_chunks_mut(CHUNK)
-        .zip(input.par_chunks(CHUNK))
-        .for_each(|(dst, src)| {
-            for (d, &b) in dst.iter_mut().zip(src) {
+/// The geometry of the same convolution on its input with the padding
+/// written out as zeros: no padding, and each spatial size large enough
+/// for every tap of every output pixel.
+fn padded_geometry(geom: &ConvGeometry) -> ConvGeometry {
+    let mut padded = *geom;
+    for i in 0..3 {
+        let reach = if geom.output[i] == 0 {
+            0
+        } else {
+            (geom.output[i] - 1) * geom.stride[i] + (geom.kernel[i] - 1) * geom.dilate[i] + 1
+        };
+        padded.input[i] = reach.max(geom.pad[i] + geom.input[i]);
+        padded.pad[i] = 0;
+    }
+    padded
+}
+
+/// Widens int8 (`signed`) or uint8 channels-last data of `geom` to int16 in
+/// the layout of `padded` (from [`padded_geometry`]), with 0 in the padding.
+fn widen_padded(
+    input: &[u8],
+    signed: bool,
+    geom: &ConvGeometry,
+    padded: &ConvGeometry,
+    out: &mut [i16],
+) {
+    let c = geom.in_channels;
+    let [_, ph, pw] = padded.input;
+    let row = pw * c;
+    // One task per padded row (image, depth, height).
+    out.par_chunks_mut(row.max(1))
+        .enumerate()
+        .for_each(|(r, dst)| {
+            let h = r % ph;
+            let d = (r / ph) % padded.input[0];
+            let n = r / (ph * padded.input[0]);
+            let (sd, sh) = (
+                d as isize - geom.pad[0] as isize,
+                h as isize - geom.pad[1] as isize,
+            );
+            let inside = (0..geom.input[0] as isize).contains(&sd)
+                && (0..geom.input[1] as isize).contains(&sh);
+            if !inside {
+                dst.fill(0);
+                return;
+            }
+            let first = geom.pad[2] * c;
+            let width = geom.input[2] * c;
+            let at = ((n * geom.input[0] + sd as usize) * geom.input[1] + sh as usize) * width;
+            dst[..first].fill(0);
+            for (d, &b) in dst[first..first + width]
+                .iter_mut()
+                .zip(&input[at..at + width])
+            {
                 *d = if signed { b as i8 as i16 } else { b as i16 };
             }
+            dst[first + width..].fill(0);
         });
 }
 
@@ -132,7 +180,8 @@ impl<'a> Source<'a> {
         let icg = g.in_channels_per_group();
         let n = pixel.batch;
         let origin = self.origin(pixel);
-        row.fill(0);
+        let tap_bytes = self.padded_channels * self.elem;
+        let len = icg * self.elem;
         let mut t = 0;
         for kd in 0..g.kernel[0] {
             for kh in 0..g.kernel[1] {
@@ -141,13 +190,15 @@ impl<'a> Source<'a> {
                     let pos: [isize; 3] =
                         std::array::from_fn(|i| origin[i] + (k[i] * g.dilate[i]) as isize);
                     let inside = (0..3).all(|i| pos[i] >= 0 && pos[i] < g.input[i] as isize);
+                    let tap = &mut row[t * tap_bytes..(t + 1) * tap_bytes];
                     if inside {
                         let [d, h, w] = pos.map(|v| v as usize);
                         let pixel = ((n * g.input[0] + d) * g.input[1] + h) * g.input[2] + w;
                         let start = (pixel * g.in_channels + group * icg) * self.elem;
-                        let dst = t * self.padded_channels * self.elem;
-                        let len = icg * self.elem;
-                        row[dst..dst + len].copy_from_slice(&self.input[start..start + len]);
+                        tap[..len].copy_from_slice(&self.input[start..start + len]);
+                        tap[len..].fill(0);
+                    } else {
+                        tap.fill(0);
                     }
                     t += 1;
                 }
@@ -245,13 +296,20 @@ pub(super) unsafe fn run(
         // SAFETY: forwarded from the caller.
         return unsafe { run_on(isa, tiling, geom, input, 1, signed, panels, plan, out) };
     }
+    // The widened copy also writes the padding out, so every tile reads
+    // its taps in place and none is staged.
+    let padded = padded_geometry(geom);
+    let len = padded.input_len();
     let mut widened = WIDENED.with(|w| std::mem::take(&mut *w.borrow_mut()));
-    widened.resize(input.len(), 0);
-    widen(input, signed, &mut widened);
-    let bytes: &[u8] = bytemuck::cast_slice(&widened);
-    // SAFETY: forwarded from the caller; the widened copy has the same
-    // elements as `input`, 2 bytes each.
-    unsafe { run_on(isa, tiling, geom, bytes, 2, signed, panels, plan, out) };
+    // The buffer only grows, so calls on smaller inputs do not zero it again.
+    if widened.len() < len {
+        widened.resize(len, 0);
+    }
+    widen_padded(input, signed, geom, &padded, &mut widened[..len]);
+    let bytes: &[u8] = bytemuck::cast_slice(&widened[..len]);
+    // SAFETY: forwarded from the caller; the widened copy holds the same
+    // convolution input for `padded`, 2 bytes per element.
+    unsafe { run_on(isa, tiling, &padded, bytes, 2, signed, panels, plan, out) };
     WIDENED.with(|w| *w.borrow_mut() = widened);
 }
 
