@@ -294,26 +294,48 @@ pub(super) unsafe fn run(
 ) {
     if !tiling.widen {
         // SAFETY: forwarded from the caller.
-        return unsafe { run_on(isa, tiling, geom, input, 1, signed, panels, plan, out) };
+        return unsafe { run_on(isa, tiling, geom, input, 1, signed, panels, plan, out, 0) };
     }
     // The widened copy also writes the padding out, so every tile reads
-    // its taps in place and none is staged.
-    let padded = padded_geometry(geom);
+    // its taps in place and none is staged. Images are done one at a time
+    // so that the copy stays in cache while the convolution reads it.
+    let image = ConvGeometry { batch: 1, ..*geom };
+    let padded = padded_geometry(&image);
     let len = padded.input_len();
     let mut widened = WIDENED.with(|w| std::mem::take(&mut *w.borrow_mut()));
     // The buffer only grows, so calls on smaller inputs do not zero it again.
     if widened.len() < len {
         widened.resize(len, 0);
     }
-    widen_padded(input, signed, geom, &padded, &mut widened[..len]);
-    let bytes: &[u8] = bytemuck::cast_slice(&widened[..len]);
-    // SAFETY: forwarded from the caller; the widened copy holds the same
-    // convolution input for `padded`, 2 bytes per element.
-    unsafe { run_on(isa, tiling, &padded, bytes, 2, signed, panels, plan, out) };
+    let in_len = image.input_len();
+    let out_pixels: usize = geom.output.iter().product();
+    for n in 0..geom.batch {
+        let src = &input[n * in_len..(n + 1) * in_len];
+        widen_padded(src, signed, &image, &padded, &mut widened[..len]);
+        let bytes: &[u8] = bytemuck::cast_slice(&widened[..len]);
+        // SAFETY: forwarded from the caller; the widened copy holds image
+        // `n`'s convolution input for `padded`, 2 bytes per element, and
+        // its output pixels start at `n · out_pixels`.
+        unsafe {
+            run_on(
+                isa,
+                tiling,
+                &padded,
+                bytes,
+                2,
+                signed,
+                panels,
+                plan,
+                out,
+                n * out_pixels,
+            )
+        };
+    }
     WIDENED.with(|w| *w.borrow_mut() = widened);
 }
 
-/// [`run`] on `input` with `elem` bytes per element.
+/// [`run`] on `input` with `elem` bytes per element, writing the output
+/// pixels of `geom` from output pixel `first_pixel` on.
 ///
 /// # Safety
 /// As [`run`].
@@ -328,6 +350,7 @@ unsafe fn run_on(
     panels: &Panels,
     plan: &StagePlan,
     out: SyncPtr,
+    first_pixel: usize,
 ) {
     let source = Source::new(geom, input, elem);
     let pixels = geom.batch * geom.output.iter().product::<usize>();
@@ -395,7 +418,7 @@ unsafe fn run_on(
                     mr,
                     channels,
                     channel,
-                    p0 * geom.out_channels + channel,
+                    (first_pixel + p0) * geom.out_channels + channel,
                     geom.out_channels,
                     out,
                 )
