@@ -93,12 +93,20 @@ impl Predictor {
         if !config.output_keys.is_empty() {
             select_outputs(&mut graph, &config.output_keys)?;
         }
-        let (args, aux) = split_params(config.params)?;
+        let (mut args, aux) = split_params(config.params)?;
+        // A name given as an input stays an input even when the params file
+        // also has it: the file's value is only its initial content, as in MXNet.
+        let initial: Vec<(String, Arc<Tensor>)> = config
+            .input_shapes
+            .iter()
+            .filter_map(|(k, _)| args.remove_entry(k))
+            .collect();
         let spec = BindSpec {
             input_shapes: config.input_shapes.clone(),
             input_dtypes: config.input_dtypes.clone(),
             args,
             aux,
+            keep_all_steps: false,
         };
         // MXNet ignores shapes given for names the model does not have; say
         // so when binding then fails, since a misspelt key is the likely cause.
@@ -115,7 +123,7 @@ impl Predictor {
             .map(|(k, _)| k.as_str())
             .filter(unknown_keys)
             .collect();
-        Predictor::from_parts(Arc::new(graph), spec).map_err(|e| match e {
+        let mut predictor = Predictor::from_parts(Arc::new(graph), spec).map_err(|e| match e {
             Error::Shape { node, op, reason } if !unknown.is_empty() => Error::Shape {
                 node,
                 op,
@@ -127,7 +135,15 @@ impl Predictor {
                 ),
             },
             other => other,
-        })
+        })?;
+        for (name, value) in initial {
+            // The input keeps the shape it was given; a value of another size
+            // is not used.
+            if let Err(e) = predictor.executor.set_argument(&name, value.bytes()) {
+                log::warn!("input {name:?} starts as zeros, not its value in the params file: {e}");
+            }
+        }
+        Ok(predictor)
     }
 
     /// Binds a parsed graph with an explicit spec.

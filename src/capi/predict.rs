@@ -531,6 +531,11 @@ pub unsafe extern "C" fn MXPredSetMonitorCallback(
 ) -> c_int {
     api_call(|| {
         with_predictor(handle, |o| {
+            // A monitor sees every operator's outputs, so none may be
+            // absorbed into the step before it.
+            o.predictor
+                .executor
+                .set_keep_all_steps(callback.is_some())?;
             o.monitor = callback.map(|callback| Monitor {
                 callback,
                 user: callback_handle as usize,

@@ -32,6 +32,9 @@ pub struct BindSpec {
     pub args: HashMap<String, Arc<Tensor>>,
     /// Auxiliary-state values by name (no `aux:` prefix).
     pub aux: HashMap<String, Arc<Tensor>>,
+    /// Runs every operator as its own step, absorbing none into the step
+    /// before it, so a monitor sees every entry.
+    pub keep_all_steps: bool,
 }
 
 /// Storage of one graph entry.
@@ -200,8 +203,11 @@ impl Executor {
             .iter()
             .map(|h| entry_base[h.node] + h.index)
             .collect();
-        let absorbed =
-            fuse::absorb_epilogues(&graph, &mut steps, &values, &shapes, &dtypes, &outputs)?;
+        let absorbed = if spec.keep_all_steps {
+            0
+        } else {
+            fuse::absorb_epilogues(&graph, &mut steps, &values, &shapes, &dtypes, &outputs)?
+        };
         if absorbed > 0 {
             log::debug!("{absorbed} steps were absorbed into the steps before them");
         }
@@ -292,7 +298,10 @@ impl Executor {
             .map(|(_, e)| self.values[*e].tensor())
     }
 
-    /// Overwrites an input argument with raw bytes of its dtype.
+    /// Overwrites an argument with raw bytes of its dtype. Setting a
+    /// parameter bound from the spec binds the graph again with the new
+    /// value, because operators fold and pack parameters at bind; inputs
+    /// keep their values.
     pub fn set_argument(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
         let e = self
             .arguments
@@ -300,23 +309,60 @@ impl Executor {
             .find(|(n, _)| n == name)
             .map(|(_, e)| *e)
             .ok_or_else(|| Error::invalid(format!("cannot find input key {name:?}")))?;
-        // Parameters are fixed at bind: operators may have packed or folded them.
-        let Value::Owned(t) = &mut self.values[e] else {
-            return Err(Error::invalid(format!(
-                "cannot set {name:?}: it is a parameter bound from the params file, not an input"
-            )));
-        };
-        if bytes.len() != t.bytes().len() {
+        let current = self.values[e].tensor();
+        if bytes.len() != current.bytes().len() {
             return Err(Error::invalid(format!(
                 "memory size does not match for input {name:?}: {} bytes given, {} expected ({} elements of {})",
                 bytes.len(),
-                t.bytes().len(),
-                t.numel(),
-                t.dtype()
+                current.bytes().len(),
+                current.numel(),
+                current.dtype()
             )));
         }
-        t.bytes_mut().copy_from_slice(bytes);
+        let (dtype, shape) = (current.dtype(), current.shape().to_vec());
+        match &mut self.values[e] {
+            Value::Owned(t) => t.bytes_mut().copy_from_slice(bytes),
+            _ => {
+                let value = Tensor::from_bytes(dtype, &shape, bytes)?;
+                let mut spec = self.spec.clone();
+                spec.args.insert(name.to_string(), Arc::new(value));
+                *self = self.rebind(spec)?;
+            }
+        }
         Ok(())
+    }
+
+    /// Binds the graph again so that every operator runs as its own step
+    /// (`keep`), or with steps absorbed where possible.
+    pub fn set_keep_all_steps(&mut self, keep: bool) -> Result<()> {
+        if self.spec.keep_all_steps != keep {
+            let mut spec = self.spec.clone();
+            spec.keep_all_steps = keep;
+            *self = self.rebind(spec)?;
+        }
+        Ok(())
+    }
+
+    /// Binds the graph with `spec`, carrying over the values of the inputs
+    /// (arguments not bound from parameters).
+    fn rebind(&self, spec: BindSpec) -> Result<Executor> {
+        let mut next = Executor::bind(self.graph.clone(), spec)?;
+        for (name, e) in &self.arguments {
+            let Value::Owned(t) = &self.values[*e] else {
+                continue;
+            };
+            let target = next
+                .arguments
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, e)| *e);
+            if let Some(Value::Owned(dst)) = target.map(|e| &mut next.values[e]) {
+                if dst.bytes().len() == t.bytes().len() {
+                    dst.bytes_mut().copy_from_slice(t.bytes());
+                }
+            }
+        }
+        Ok(next)
     }
 
     /// Number of steps `forward_step` accepts.
@@ -331,12 +377,17 @@ impl Executor {
 
     /// Runs the whole graph, calling `monitor(name, tensor)` after each
     /// operator for each of its outputs, and with `include_inputs` also for
-    /// each of its inputs before it runs.
+    /// each of its inputs before it runs. With a monitor, an executor whose
+    /// steps absorbed others is first bound again with every operator as its
+    /// own step, and stays so.
     pub fn forward_monitored(
         &mut self,
         mut monitor: Option<&mut Monitor<'_>>,
         include_inputs: bool,
     ) -> Result<()> {
+        if monitor.is_some() {
+            self.set_keep_all_steps(true)?;
+        }
         pool::pool().install(|| {
             for i in 0..self.steps.len() {
                 if include_inputs {
