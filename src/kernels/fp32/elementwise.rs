@@ -73,32 +73,11 @@ pub fn map_channels<F: Fn(usize, f32) -> f32 + Sync>(
     inner: usize,
     f: F,
 ) {
-    assert_eq!(input.len(), output.len(), "map_channels: length mismatch");
-    assert!(
-        channels > 0 && inner > 0 && input.len().is_multiple_of(channels * inner),
-        "map_channels: shape"
-    );
-    let run = |(plane, (src, dst)): (usize, (&[f32], &mut [f32]))| {
-        let c = plane % channels;
+    map_planes(input, output, channels, inner, |c, src, dst| {
         for (d, &s) in dst.iter_mut().zip(src) {
             *d = f(c, s);
         }
-    };
-    if input.len() < PARALLEL_MIN {
-        input
-            .chunks(inner)
-            .zip(output.chunks_mut(inner))
-            .enumerate()
-            .for_each(run);
-    } else {
-        let min_planes = (CHUNK / inner).max(1);
-        input
-            .par_chunks(inner)
-            .zip(output.par_chunks_mut(inner))
-            .enumerate()
-            .with_min_len(min_planes)
-            .for_each(run);
-    }
+    });
 }
 
 /// Calls `f(c, src, dst)` for each plane of `inner` elements of an array

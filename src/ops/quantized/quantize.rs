@@ -87,19 +87,9 @@ pub fn create_quantize_v2(ctx: &NodeCtx) -> Result<Box<dyn Op>> {
     }))
 }
 
-/// Reorders a tensor's elements from channels-first to channels-last in place.
-fn reorder_to_channels_last(id: &Ident, t: &mut Tensor) -> Result<()> {
-    let shape = t.shape().to_vec();
-    let (batch, channels) = (shape[0], shape[1]);
-    let spatial: usize = shape[2..].iter().product();
-    with_quant_type!(t.dtype(), id, T => {
-        let data = t.as_mut_slice::<T>()?;
-        with_scratch::<T, _>(data.len(), |tmp| {
-            tmp.copy_from_slice(data);
-            to_channels_last_into(tmp, batch, channels, spatial, data);
-        })
-    });
-    Ok(())
+/// Batch, channels and spatial size of a (N, C, spatial...) shape.
+fn dims(shape: &[usize]) -> (usize, usize, usize) {
+    (shape[0], shape[1], shape[2..].iter().product())
 }
 
 impl Op for QuantizeV2 {
@@ -136,9 +126,13 @@ impl Op for QuantizeV2 {
     fn forward(&self, inputs: &[&Tensor], outputs: &mut [Tensor]) -> Result<()> {
         let data = inputs[0];
         if data.dtype() != DType::F32 {
-            outputs[0].bytes_mut().copy_from_slice(data.bytes());
             if self.out_last {
-                reorder_to_channels_last(&self.id, &mut outputs[0])?;
+                let (batch, channels, spatial) = dims(data.shape());
+                with_quant_type!(data.dtype(), self.id, T => to_channels_last_into(
+                    data.as_slice::<T>()?, batch, channels, spatial, outputs[0].as_mut_slice::<T>()?
+                ));
+            } else {
+                outputs[0].bytes_mut().copy_from_slice(data.bytes());
             }
             let range = match (self.calib, data.dtype()) {
                 (Some(c), _) => (c.min, c.max),
@@ -154,9 +148,17 @@ impl Op for QuantizeV2 {
         };
         let out = outputs[0].dtype();
         let scale = data_scale(out, lo, hi);
-        with_quant_type!(out, self.id, T => quantize::<T>(x, scale, outputs[0].as_mut_slice()?));
         if self.out_last {
-            reorder_to_channels_last(&self.id, &mut outputs[0])?;
+            let (batch, channels, spatial) = dims(data.shape());
+            with_quant_type!(out, self.id, T => {
+                let dst = outputs[0].as_mut_slice::<T>()?;
+                with_scratch::<T, _>(x.len(), |tmp| {
+                    quantize::<T>(x, scale, tmp);
+                    to_channels_last_into(tmp, batch, channels, spatial, dst);
+                })
+            });
+        } else {
+            with_quant_type!(out, self.id, T => quantize::<T>(x, scale, outputs[0].as_mut_slice()?));
         }
         let range = if out == DType::I8 {
             let r = max_abs(lo, hi);
@@ -219,14 +221,15 @@ impl Op for Dequantize {
         let t = inputs[0].dtype();
         let scale = max_abs(lo, hi) / range_constant(t);
         let out = outputs[0].f32s_mut()?;
-        with_quant_type!(t, self.id, T => dequantize::<T>(inputs[0].as_slice::<T>()?, scale, out), with_i32);
         if self.data_last {
-            let shape = inputs[0].shape();
-            let spatial: usize = shape[2..].iter().product();
-            with_scratch::<f32, _>(out.len(), |tmp| {
-                tmp.copy_from_slice(out);
-                to_channels_first(tmp, shape[0], shape[1], spatial, out);
-            });
+            let (batch, channels, spatial) = dims(inputs[0].shape());
+            with_scratch::<f32, _>(out.len(), |tmp| -> Result<()> {
+                with_quant_type!(t, self.id, T => dequantize::<T>(inputs[0].as_slice::<T>()?, scale, tmp), with_i32);
+                to_channels_first(tmp, batch, channels, spatial, out);
+                Ok(())
+            })?;
+        } else {
+            with_quant_type!(t, self.id, T => dequantize::<T>(inputs[0].as_slice::<T>()?, scale, out), with_i32);
         }
         Ok(())
     }

@@ -40,35 +40,13 @@ unsafe impl Send for SyncPtr {}
 // SAFETY: as above.
 unsafe impl Sync for SyncPtr {}
 
-/// Stores one row of accumulators through the vector stage of `isa`.
-///
-/// # Safety
-/// The CPU must run `isa` (AVX2 or better), and `out` must have elements
-/// `index..index + acc.len()` of the plan's kind.
-unsafe fn store_row(
-    isa: Isa,
-    plan: &StagePlan,
-    acc: &[i32],
-    channel: usize,
-    index: usize,
-    out: SyncPtr,
-) {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        if isa >= Isa::Avx512Bw {
-            stage::store_row_avx512(plan, acc.as_ptr(), acc.len(), channel, index, out.0)
-        } else {
-            stage::store_row_avx2(plan, acc.as_ptr(), acc.len(), channel, index, out.0)
-        }
-    }
-}
-
 /// Stores a tile of `rows` accumulator rows (row `m` at `acc + m·acc_stride`,
 /// `n` channels from `channel`) to output elements `index + m·out_stride ..`
 /// through the vector stage of `isa`.
 ///
 /// # Safety
-/// As [`store_row`], for every row.
+/// The CPU must run `isa` (AVX2 or better), and `out` must have elements
+/// `index + m·out_stride .. + n` of the plan's kind for every row `m`.
 #[allow(clippy::too_many_arguments)]
 unsafe fn store_tile(
     isa: Isa,
@@ -91,7 +69,8 @@ unsafe fn store_tile(
         if isa >= Isa::Avx512Bw {
             for m in 0..rows {
                 let row = &acc[m * acc_stride..m * acc_stride + n];
-                store_row(isa, plan, row, channel, index + m * out_stride, out);
+                let at = index + m * out_stride;
+                stage::store_row_avx512(plan, row.as_ptr(), n, channel, at, out.0);
             }
         } else {
             stage::store_tile_avx2(

@@ -368,49 +368,14 @@ unsafe fn store_acc_avx512(kind: OutKind, a: __m512i, mask: __mmask16, out: *mut
     }
 }
 
-/// Applies the stage as [`store_row_avx512`] does, with AVX2: 8 channels at
-/// a time, and the last `n % 8` through the scalar stage.
-///
-/// # Safety
-/// The CPU must support AVX2; otherwise as [`store_row_avx512`].
-#[target_feature(enable = "avx2")]
-pub(super) unsafe fn store_row_avx2(
-    plan: &StagePlan,
-    acc: *const i32,
-    n: usize,
-    channel: usize,
-    index: usize,
-    out: *mut u8,
-) {
-    let full = n - n % 8;
-    let mut i = 0;
-    while i < full {
-        // SAFETY: elements `i..i + 8` are inside the row.
-        unsafe {
-            let a = _mm256_loadu_si256(acc.add(i).cast());
-            if plan.identity {
-                store_acc_avx2(plan.kind, a, out, index + i);
-            } else {
-                let v = compute_avx2(plan, a, channel + i, index + i);
-                store_f32_avx2(plan.kind, v, out, index + i);
-            }
-        }
-        i += 8;
-    }
-    for j in full..n {
-        // SAFETY: element `j` is inside the row.
-        unsafe { plan.store_scalar(*acc.add(j), channel + j, index + j, out) };
-    }
-}
-
 /// Stores a tile: `rows` rows of `n` accumulators each, row `m` at
 /// `acc + m·acc_stride`, for channels `channel..channel + n`, into output
-/// elements `index + m·out_stride ..`. Each 8-channel column loads its
-/// per-channel parameters once for all rows. Same results as calling
-/// [`store_row_avx2`] row by row.
+/// elements `index + m·out_stride ..`, 8 channels at a time and the last
+/// `n % 8` through the scalar stage. Each 8-channel column loads its
+/// per-channel parameters once for all rows.
 ///
 /// # Safety
-/// As [`store_row_avx2`], for every row.
+/// The CPU must support AVX2; otherwise as [`store_row_avx512`], for every row.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2")]
 pub(super) unsafe fn store_tile_avx2(
@@ -557,7 +522,7 @@ unsafe fn store_tile_fast(
     )
 }
 
-/// The body of [`store_tile_fast`] for one form. An absent bias adds +0 and
+/// Runs [`store_tile_fast`] for one form. An absent bias adds +0 and
 /// an absent scale multiplies by 1, which leave every value converted from
 /// an int32 unchanged, so the results equal the general stage's.
 #[allow(clippy::too_many_arguments)]
@@ -643,12 +608,6 @@ fn channel_params_avx2(plan: &StagePlan, channel: usize) -> ChannelParams {
         bias: load(plan.bias),
         scale: load(plan.scale),
     }
-}
-
-#[target_feature(enable = "avx2")]
-unsafe fn compute_avx2(plan: &StagePlan, acc: __m256i, channel: usize, index: usize) -> __m256 {
-    // SAFETY: forwarded from the caller.
-    unsafe { apply_avx2(plan, channel_params_avx2(plan, channel), acc, index) }
 }
 
 #[target_feature(enable = "avx2")]
