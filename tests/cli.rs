@@ -72,3 +72,32 @@ fn cli_reports_bad_input_clearly() {
     assert!(stderr.contains("nonexistent-symbol.json"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn cli_bench_profile_lists_steps() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/fcn-bn");
+    let result = Command::new(env!("CARGO_BIN_EXE_mxnet-int8"))
+        .arg("bench")
+        .arg(root.join("fcn-bn-int8-symbol.json"))
+        .arg(root.join("fcn-bn-int8-0000.params"))
+        .args([
+            "--shape",
+            "1,3,32,32",
+            "--runs",
+            "2",
+            "--warmup",
+            "0",
+            "--profile",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert!(result.status.success(), "{stdout}");
+    assert!(stdout.contains("bind + first forward"), "{stdout}");
+    assert!(
+        stdout.contains("operators by mean time over 2 runs:"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("(_contrib_quantized_conv)"), "{stdout}");
+    assert!(stdout.contains("GMAC/s"), "{stdout}");
+}

@@ -199,8 +199,8 @@ fn run_graph(graph: Graph, spec: &BindSpec, inputs: &[(&str, &Tensor)]) -> Run {
     }
 }
 
-/// The same graph with every visible operator output as a head after the
-/// original heads, so no entry is absorbed or stored channels-last.
+/// Copies `graph` with every visible operator output added as a head after
+/// the original heads, so no entry is absorbed or stored channels-last.
 fn all_heads(graph: &Graph) -> (Graph, Vec<String>) {
     let mut g = graph.clone();
     let mut names = Vec::new();
@@ -349,7 +349,7 @@ fn quantized_monitor_matches_channels_first() {
 // ---------------------------------------------------------------------
 // FP32 epilogue fusion.
 
-/// A graph from node JSON objects and head entries `[node, index]`.
+/// Builds a graph from node JSON objects and head entries `[node, index]`.
 fn graph_from(nodes: &[String], heads: &[(usize, usize)]) -> Graph {
     let args: Vec<String> = nodes
         .iter()
@@ -397,9 +397,9 @@ fn param(shape: &[usize], seed: u64, positive: bool) -> Arc<Tensor> {
     Arc::new(Tensor::from_f32(shape, &v).unwrap())
 }
 
-/// Runs `graph` and the same graph with every operator output as a head;
-/// returns the differences of the original heads and of the monitored
-/// entries, and the step counts.
+/// Runs `graph` and the same graph with every operator output as a head.
+/// Returns the differences of the original heads and of the monitored
+/// entries, and the step counts of both.
 fn compare_fp32(graph: &Graph, spec: &BindSpec, data: &Tensor) -> (Vec<String>, usize, usize) {
     let (reference, names) = all_heads(graph);
     let fast = run_graph(graph.clone(), spec, &[("data", data)]);
@@ -826,4 +826,70 @@ fn partial_forward_after_reshape() {
             );
         }
     }
+}
+
+/// A convolution (weight `w`, bias `b`) absorbing a BatchNorm, bound with
+/// parameters, as the predictor binds it.
+fn conv_bn_executor() -> Executor {
+    let nodes = vec![
+        var("data"),
+        var("w"),
+        var("b"),
+        op(
+            "Convolution",
+            "conv",
+            r#""kernel": "(1, 1)", "num_filter": "2""#,
+            &[0, 1, 2],
+        ),
+        var("g"),
+        var("beta"),
+        var("mean"),
+        var("var"),
+        op(
+            "BatchNorm",
+            "bn",
+            r#""fix_gamma": "False""#,
+            &[3, 4, 5, 6, 7],
+        ),
+    ];
+    let graph = graph_from(&nodes, &[(8, 0)]);
+    let mut spec = BindSpec::default();
+    spec.input_shapes.push(("data".into(), vec![1, 3, 2, 2]));
+    spec.args.insert("w".into(), param(&[2, 3, 1, 1], 1, false));
+    spec.args.insert("b".into(), param(&[2], 2, false));
+    spec.args.insert("g".into(), param(&[2], 3, true));
+    spec.args.insert("beta".into(), param(&[2], 4, false));
+    spec.aux.insert("mean".into(), param(&[2], 5, false));
+    spec.aux.insert("var".into(), param(&[2], 6, true));
+    bind(graph, &spec)
+}
+
+#[test]
+fn set_parameter_rebinds_with_value() {
+    let mut exec = conv_bn_executor();
+    assert_eq!(exec.num_steps(), 1, "BatchNorm is absorbed");
+    let data = pseudo_input(&[1, 3, 2, 2], 7);
+    exec.set_argument("data", data.bytes()).unwrap();
+    exec.forward().unwrap();
+    let before = exec.output(0).unwrap().to_f32_vec();
+
+    // With zero weights every pixel of a channel gets the same value.
+    let zeros = Tensor::from_f32(&[2, 3, 1, 1], &[0.0; 6]).unwrap();
+    exec.set_argument("w", zeros.bytes()).unwrap();
+    exec.forward().unwrap();
+    let after = exec.output(0).unwrap().to_f32_vec();
+    assert_ne!(before, after);
+    assert!(after[..4].iter().all(|&v| v == after[0]), "{after:?}");
+    assert!(after[4..].iter().all(|&v| v == after[4]), "{after:?}");
+    assert_eq!(exec.num_steps(), 1, "the new binding absorbs BatchNorm too");
+}
+
+#[test]
+fn set_parameter_wrong_size_rejected() {
+    let mut exec = conv_bn_executor();
+    let err = exec.set_argument("w", &[0u8; 8]).unwrap_err().to_string();
+    assert!(
+        err.contains("memory size does not match for input \"w\": 8 bytes given, 24 expected"),
+        "{err}"
+    );
 }

@@ -531,8 +531,8 @@ pub unsafe extern "C" fn MXPredSetMonitorCallback(
 ) -> c_int {
     api_call(|| {
         with_predictor(handle, |o| {
-            // A monitor sees every operator's outputs, so none may be
-            // absorbed into the step before it.
+            // A monitor receives every operator's outputs, so no operator
+            // may be absorbed into the step before it.
             o.predictor
                 .executor
                 .set_keep_all_steps(callback.is_some())?;

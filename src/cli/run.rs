@@ -348,14 +348,8 @@ fn print_profile(p: &mut Predictor, runs: usize) -> Result<()> {
             *sum += t.as_secs_f64();
         }
     }
-    let all: f64 = total.iter().sum();
-    let mut order: Vec<usize> = (0..steps).collect();
-    order.sort_by(|&a, &b| total[b].total_cmp(&total[a]));
-    println!(
-        "steps by mean time over {runs} runs (total {:.3} ms):",
-        all * 1e3 / runs as f64
-    );
-    println!("{:>9} {:>6} {:>8}  node (op)", "ms", "share", "GMAC/s");
+    let all = total.iter().sum::<f64>().max(f64::MIN_POSITIVE);
+
     let mut by_op: Vec<(String, f64)> = Vec::new();
     for (i, &t) in total.iter().enumerate() {
         let Some((_, op, _)) = p.executor.step_summary(i) else {
@@ -367,14 +361,17 @@ fn print_profile(p: &mut Predictor, runs: usize) -> Result<()> {
         }
     }
     by_op.sort_by(|a, b| b.1.total_cmp(&a.1));
-    println!("operators by total time:");
+    println!("operators by mean time over {runs} runs:");
     for (op, t) in &by_op {
-        println!(
-            "{:>9.3} {:>5.1}%  {op}",
-            t * 1e3 / runs as f64,
-            100.0 * t / all.max(f64::MIN_POSITIVE)
-        );
+        let mean = t / runs as f64;
+        println!("{:>9.3} {:>5.1}%  {op}", mean * 1e3, 100.0 * t / all);
     }
+
+    let mut order: Vec<usize> = (0..steps).collect();
+    order.sort_by(|&a, &b| total[b].total_cmp(&total[a]));
+    let total_ms = all * 1e3 / runs as f64;
+    println!("slowest steps by mean time (all steps: {total_ms:.3} ms):");
+    println!("{:>9} {:>6} {:>8}  node (op)", "ms", "share", "GMAC/s");
     for &i in order.iter().take(25) {
         let Some((name, op, macs)) = p.executor.step_summary(i) else {
             continue;
@@ -385,12 +382,8 @@ fn print_profile(p: &mut Predictor, runs: usize) -> Result<()> {
         } else {
             "-".into()
         };
-        println!(
-            "{:>9.3} {:>5.1}% {:>8}  {name} ({op})",
-            mean * 1e3,
-            100.0 * total[i] / all.max(f64::MIN_POSITIVE),
-            rate
-        );
+        let share = 100.0 * total[i] / all;
+        println!("{:>9.3} {share:>5.1}% {rate:>8}  {name} ({op})", mean * 1e3);
     }
     Ok(())
 }

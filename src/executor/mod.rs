@@ -33,7 +33,7 @@ pub struct BindSpec {
     /// Auxiliary-state values by name (no `aux:` prefix).
     pub aux: HashMap<String, Arc<Tensor>>,
     /// Runs every operator as its own step, absorbing none into the step
-    /// before it, so a monitor sees every entry.
+    /// before it, so a monitor receives every entry.
     pub keep_all_steps: bool,
 }
 
@@ -298,10 +298,9 @@ impl Executor {
             .map(|(_, e)| self.values[*e].tensor())
     }
 
-    /// Overwrites an argument with raw bytes of its dtype. Setting a
-    /// parameter bound from the spec binds the graph again with the new
-    /// value, because operators fold and pack parameters at bind; inputs
-    /// keep their values.
+    /// Overwrites an argument with raw bytes of its dtype. Operators fold and
+    /// pack parameters at bind, so setting a parameter binds the graph again
+    /// with the new value. Inputs keep their values.
     pub fn set_argument(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
         let e = self
             .arguments

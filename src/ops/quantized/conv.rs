@@ -84,7 +84,7 @@ pub(super) struct ConvOrder {
 
 /// Runs the channels-last kernel: converts `data` (and `residual`) to
 /// channels-last where they are channels-first, convolves, and writes `out`
-/// in the order `order.out` asks for.
+/// in the order that `order.out` requests.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn run_conv(
     id: &Ident,
@@ -133,7 +133,7 @@ pub(super) fn run_conv(
     Ok(())
 }
 
-/// The elements of an int8, uint8 or int32 tensor.
+/// Returns the elements of an int8, uint8 or int32 tensor.
 fn quant_slice<'a>(id: &Ident, t: &'a Tensor) -> Result<QuantSlice<'a>> {
     Ok(match t.dtype() {
         DType::I8 => QuantSlice::I8(t.as_slice()?),

@@ -33,9 +33,9 @@ thread_local! {
     static WIDENED: std::cell::RefCell<Vec<i16>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// The geometry of the same convolution on its input with the padding
-/// written out as zeros: no padding, and each spatial size large enough
-/// for every tap of every output pixel.
+/// Returns the geometry of the same convolution on its input with the
+/// padding written out as zeros. It has no padding, and each spatial size is
+/// large enough for every tap of every output pixel.
 fn padded_geometry(geom: &ConvGeometry) -> ConvGeometry {
     let mut padded = *geom;
     for i in 0..3 {
@@ -313,7 +313,7 @@ pub(super) unsafe fn run(
         let src = &input[n * in_len..(n + 1) * in_len];
         widen_padded(src, signed, &image, &padded, &mut widened[..len]);
         let bytes: &[u8] = bytemuck::cast_slice(&widened[..len]);
-        // SAFETY: forwarded from the caller; the widened copy holds image
+        // SAFETY: forwarded from the caller; the widened copy contains image
         // `n`'s convolution input for `padded`, 2 bytes per element, and
         // its output pixels start at `n · out_pixels`.
         unsafe {

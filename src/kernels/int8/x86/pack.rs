@@ -7,10 +7,11 @@
 //!   lane reduces 4 consecutive input channels of one output channel;
 //! - as int16 for `vpmaddwd` (two 512-bit vectors per step), so each 32-bit
 //!   lane reduces 2 input channels and adjacent lanes are added at the end;
-//! - as int16 pairs for `vpmaddwd` on data already widened to int16 (four
-//!   256-bit vectors per step: input channels 0-1 of output channels 0-7,
-//!   then of 8-15, then input channels 2-3 likewise), so each 32-bit lane
-//!   reduces 2 input channels of one output channel and needs no final add.
+//! - as int16 pairs for `vpmaddwd` on data already widened to int16, in four
+//!   256-bit vectors per step. They contain input channels 0-1 of output
+//!   channels 0-7, then of 8-15, then input channels 2-3 likewise. Each
+//!   32-bit lane reduces 2 input channels of one output channel, so no final
+//!   add is needed.
 //!
 //! Missing channels (output channels past the group, input channels past a
 //! multiple of 4) hold weight 0, so whatever data the kernel reads for them
