@@ -8,7 +8,7 @@ use super::common::{
 use super::layout::{to_channels_first, to_channels_last_into, with_scratch};
 use crate::dtype::DType;
 use crate::error::Result;
-use crate::kernels::int8::quantize::{dequantize, min_max_f32, quantize};
+use crate::kernels::int8::quantize::{dequantize, min_max_f32, quantize, quantize_channels_last};
 use crate::ops::{ChannelsLastSupport, NodeCtx, Op, Shape};
 use crate::tensor::Tensor;
 
@@ -151,11 +151,9 @@ impl Op for QuantizeV2 {
         if self.out_last {
             let (batch, channels, spatial) = dims(data.shape());
             with_quant_type!(out, self.id, T => {
-                let dst = outputs[0].as_mut_slice::<T>()?;
-                with_scratch::<T, _>(x.len(), |tmp| {
-                    quantize::<T>(x, scale, tmp);
-                    to_channels_last_into(tmp, batch, channels, spatial, dst);
-                })
+                quantize_channels_last::<T>(
+                    x, batch, channels, spatial, scale, outputs[0].as_mut_slice()?
+                )
             });
         } else {
             with_quant_type!(out, self.id, T => quantize::<T>(x, scale, outputs[0].as_mut_slice()?));

@@ -11,6 +11,7 @@ mod depthwise;
 mod implicit_gemm;
 mod madd;
 mod pack;
+pub(crate) mod reorder;
 mod stage;
 mod tile;
 mod vnni;
@@ -67,11 +68,17 @@ unsafe fn store_tile(
     // SAFETY: forwarded from the caller; the accumulator rows were checked.
     unsafe {
         if isa >= Isa::Avx512Bw {
-            for m in 0..rows {
-                let row = &acc[m * acc_stride..m * acc_stride + n];
-                let at = index + m * out_stride;
-                stage::store_row_avx512(plan, row.as_ptr(), n, channel, at, out.0);
-            }
+            stage::store_tile_avx512(
+                plan,
+                acc.as_ptr(),
+                acc_stride,
+                rows,
+                n,
+                channel,
+                index,
+                out_stride,
+                out.0,
+            )
         } else {
             stage::store_tile_avx2(
                 plan,

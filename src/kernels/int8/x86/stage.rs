@@ -182,38 +182,192 @@ impl<'a> StagePlan<'a> {
     }
 }
 
-/// Applies the stage to `n` accumulators for channels `channel..channel + n`
-/// and writes them to output elements `index..index + n`, 16 at a time.
+/// Stores a tile: `rows` rows of `n` accumulators each, row `m` at
+/// `acc + m·acc_stride`, for channels `channel..channel + n`, into output
+/// elements `index + m·out_stride ..`, 16 channels at a time (the last
+/// column masked). Each column loads its per-channel parameters once for
+/// all rows.
 ///
 /// # Safety
-/// The CPU must support AVX-512 F, BW and VL. `acc` must hold `n` values,
-/// `out` must be a buffer of the plan's kind holding elements up to
-/// `index + n`, and the residual, if any, must be as long as the output.
+/// The CPU must support AVX-512 F, BW and VL. Every row must hold `n`
+/// accumulators, `out` must be a buffer of the plan's kind holding the
+/// elements written, and the residual, if any, must be as long as the output.
+#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl")]
-pub(super) unsafe fn store_row_avx512(
+pub(super) unsafe fn store_tile_avx512(
     plan: &StagePlan,
     acc: *const i32,
+    acc_stride: usize,
+    rows: usize,
     n: usize,
     channel: usize,
     index: usize,
+    out_stride: usize,
     out: *mut u8,
 ) {
-    let mut i = 0;
-    while i < n {
-        let lanes = (n - i).min(16);
-        let mask: __mmask16 = (((1u32 << lanes) - 1) & 0xffff) as u16;
-        // SAFETY: lanes past `n` are masked off, so only `acc[i..n]` is read,
-        // and the stores below write only the masked-in elements.
-        unsafe {
-            let a = _mm512_maskz_loadu_epi32(mask, acc.add(i));
-            if plan.identity {
-                store_acc_avx512(plan.kind, a, mask, out, index + i);
-            } else {
-                let v = compute_avx512(plan, a, mask, channel + i, index + i);
-                store_f32_avx512(plan.kind, v, mask, out, index + i);
+    if let Some(form) = plan.fast.filter(|f| f.finite) {
+        // SAFETY: forwarded from the caller.
+        return unsafe {
+            store_tile_fast_avx512(
+                plan, form, acc, acc_stride, rows, n, channel, index, out_stride, out,
+            )
+        };
+    }
+    for i in (0..n).step_by(16) {
+        let mask = lane_mask(n - i);
+        for m in 0..rows {
+            let at = index + m * out_stride + i;
+            // SAFETY: lanes past `n` are masked off, so only the row's
+            // accumulators are read and only its output elements written.
+            unsafe {
+                let a = _mm512_maskz_loadu_epi32(mask, acc.add(m * acc_stride + i));
+                if plan.identity {
+                    store_acc_avx512(plan.kind, a, mask, out, at);
+                } else {
+                    let v = compute_avx512(plan, a, mask, channel + i, at);
+                    store_f32_avx512(plan.kind, v, mask, out, at);
+                }
             }
         }
-        i += 16;
+    }
+}
+
+/// The mask of the first `lanes` (at most 16 used) of 16 lanes.
+fn lane_mask(lanes: usize) -> __mmask16 {
+    if lanes >= 16 {
+        u16::MAX
+    } else {
+        ((1u32 << lanes) - 1) as u16
+    }
+}
+
+/// Runs [`store_tile_avx512`] in `form`.
+///
+/// # Safety
+/// As [`store_tile_avx512`].
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl")]
+unsafe fn store_tile_fast_avx512(
+    plan: &StagePlan,
+    form: FastForm,
+    acc: *const i32,
+    acc_stride: usize,
+    rows: usize,
+    n: usize,
+    channel: usize,
+    index: usize,
+    out_stride: usize,
+    out: *mut u8,
+) {
+    macro_rules! run {
+        ($($u:literal, $a:literal, $s:literal, $p:literal);*) => {
+            match (form.unsigned, form.act, form.sum, form.post_relu) {
+                $(($u, $a, $s, $p) => {
+                    // SAFETY: forwarded from the caller.
+                    unsafe {
+                        fast_columns_avx512::<$u, $a, $s, $p>(
+                            plan, form.clip, acc, acc_stride, rows, n, channel, index,
+                            out_stride, out,
+                        )
+                    }
+                })*
+                _ => unreachable!("activation codes are 0, 1 or 2"),
+            }
+        };
+    }
+    run!(
+        false, 0, false, false; false, 0, false, true; false, 0, true, false; false, 0, true, true;
+        false, 1, false, false; false, 1, false, true; false, 1, true, false; false, 1, true, true;
+        false, 2, false, false; false, 2, false, true; false, 2, true, false; false, 2, true, true;
+        true, 0, false, false; true, 0, false, true; true, 0, true, false; true, 0, true, true;
+        true, 1, false, false; true, 1, false, true; true, 1, true, false; true, 1, true, true;
+        true, 2, false, false; true, 2, false, true; true, 2, true, false; true, 2, true, true
+    )
+}
+
+/// One form of [`store_tile_fast_avx512`]; see [`fast_columns`] on why an
+/// absent bias or scale may be applied as +0 or ·1.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl")]
+unsafe fn fast_columns_avx512<
+    const UNSIGNED: bool,
+    const ACT: u8,
+    const SUM: bool,
+    const POST_RELU: bool,
+>(
+    plan: &StagePlan,
+    clip: (f32, f32),
+    acc: *const i32,
+    acc_stride: usize,
+    rows: usize,
+    n: usize,
+    channel: usize,
+    index: usize,
+    out_stride: usize,
+    out: *mut u8,
+) {
+    let zero = _mm512_setzero_ps();
+    let (lo, hi) = (_mm512_set1_ps(clip.0), _mm512_set1_ps(clip.1));
+    let (sum_scale, residual) = match plan.sum {
+        Some((s, r)) => (_mm512_set1_ps(s), Some(r)),
+        None => (zero, None),
+    };
+    let high = _mm512_set1_ps(127.0);
+    for i in (0..n).step_by(16) {
+        let mask = lane_mask(n - i);
+        // SAFETY: per-channel parameters have a value for every channel;
+        // lanes past `n` are masked off.
+        let load = |p: Param, absent: f32| match p {
+            Param::Absent => _mm512_set1_ps(absent),
+            Param::Uniform(v) => _mm512_set1_ps(v),
+            Param::PerChannel(v) => unsafe {
+                _mm512_maskz_loadu_ps(mask, v.as_ptr().add(channel + i))
+            },
+        };
+        let bias = load(plan.bias, 0.0);
+        let scale = load(plan.scale, 1.0);
+        for m in 0..rows {
+            let at = index + m * out_stride + i;
+            // SAFETY: the caller guarantees the row's accumulators and the
+            // output (and residual) elements of the masked-in lanes.
+            unsafe {
+                let a = _mm512_maskz_loadu_epi32(mask, acc.add(m * acc_stride + i));
+                let mut v = _mm512_mul_ps(_mm512_add_ps(_mm512_cvtepi32_ps(a), bias), scale);
+                if ACT == 1 {
+                    v = _mm512_max_ps(v, zero);
+                } else if ACT == 2 {
+                    v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+                }
+                if SUM {
+                    if let Some(r) = residual {
+                        let r = load_residual_avx512(r, mask, at);
+                        v = _mm512_add_ps(v, _mm512_mul_ps(sum_scale, r));
+                    }
+                }
+                // No value is NaN (the form is `finite`), and the bounds are
+                // integers, so clamping only where the conversion needs it
+                // and then narrowing with saturation equals the scalar
+                // clamp-then-round: uint8 needs v >= 0 (`cvtps2dq` turns
+                // values of 2^31 or more into 0x8000_0000, which the unsigned
+                // narrowing saturates to 255), int8 needs v <= 127 (that
+                // value would saturate to -128).
+                if UNSIGNED {
+                    // This maximum is also the post-sum ReLU; after a ReLU
+                    // with no sum, v is already non-negative.
+                    if !(ACT == 1 && !SUM) {
+                        v = _mm512_max_ps(v, zero);
+                    }
+                    let q = _mm512_cvtps_epi32(v);
+                    _mm512_mask_cvtusepi32_storeu_epi8(out.cast::<i8>().add(at), mask, q);
+                } else {
+                    if POST_RELU {
+                        v = _mm512_max_ps(v, zero);
+                    }
+                    let q = _mm512_cvtps_epi32(_mm512_min_ps(v, high));
+                    _mm512_mask_cvtsepi32_storeu_epi8(out.cast::<i8>().add(at), mask, q);
+                }
+            }
+        }
     }
 }
 
@@ -375,7 +529,7 @@ unsafe fn store_acc_avx512(kind: OutKind, a: __m512i, mask: __mmask16, out: *mut
 /// per-channel parameters once for all rows.
 ///
 /// # Safety
-/// The CPU must support AVX2; otherwise as [`store_row_avx512`], for every row.
+/// The CPU must support AVX2; otherwise as [`store_tile_avx512`].
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2")]
 pub(super) unsafe fn store_tile_avx2(
@@ -445,6 +599,9 @@ struct FastForm {
     clip: (f32, f32),
     sum: bool,
     post_relu: bool,
+    /// Every intermediate value is finite whatever the accumulator, so no
+    /// NaN can reach the final conversion (see [`FastForm::bounded`]).
+    finite: bool,
 }
 
 impl FastForm {
@@ -474,7 +631,33 @@ impl FastForm {
             clip,
             sum: plan.sum.is_some(),
             post_relu,
+            finite: FastForm::bounded(plan),
         })
+    }
+
+    /// True when bias, scale and residual scale are small enough that no
+    /// step of the stage can overflow to infinity from any int32
+    /// accumulator and int8, uint8 or int32 residual: then no value is NaN.
+    fn bounded(plan: &StagePlan) -> bool {
+        fn largest(p: Param, absent: f32) -> f64 {
+            let values: &[f32] = match p {
+                Param::Absent => &[absent],
+                Param::Uniform(ref v) => std::slice::from_ref(v),
+                Param::PerChannel(v) => v,
+            };
+            values.iter().fold(0.0, |m: f64, &x| {
+                if x.is_finite() {
+                    m.max(x.abs() as f64)
+                } else {
+                    f64::INFINITY
+                }
+            })
+        }
+        const LIMIT: f64 = 1e30;
+        const ACC: f64 = 2_147_483_648.0;
+        let product = (ACC + largest(plan.bias, 0.0)) * largest(plan.scale, 1.0);
+        let sum = plan.sum.map_or(0.0, |(s, _)| ACC * (s.abs() as f64));
+        product + sum < LIMIT && plan.sum.is_none_or(|(s, _)| s.is_finite())
     }
 }
 

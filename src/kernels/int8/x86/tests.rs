@@ -178,6 +178,36 @@ fn residual_stages(typical: f32) -> Vec<(&'static str, OutputStage)> {
                 ..Default::default()
             },
         ),
+        (
+            "negative scale, sum, post relu",
+            OutputStage {
+                scale: PerChannel::uniform(-120.0 / typical.max(1.0)),
+                sum_scale: Some(-2.0),
+                post_sum_activation: Some(Activation::Relu),
+                ..Default::default()
+            },
+        ),
+        (
+            "relu6 clip, sum",
+            OutputStage {
+                bias: PerChannel::uniform(-7.5),
+                scale: PerChannel::uniform(8.0 / typical.max(1.0)),
+                activation: Some(Activation::Clip { min: 0.0, max: 6.0 }),
+                sum_scale: Some(0.5),
+                ..Default::default()
+            },
+        ),
+        (
+            // Large enough that a value may overflow to infinity, so the
+            // stage must keep its NaN handling.
+            "huge scale, sum",
+            OutputStage {
+                scale: PerChannel::uniform(3e35),
+                sum_scale: Some(-3e38),
+                post_sum_activation: Some(Activation::Relu),
+                ..Default::default()
+            },
+        ),
     ]
 }
 
