@@ -81,7 +81,6 @@ pub fn quantize_channels_last<T: QuantElem>(
         let s0 = b * PIXEL_BLOCK;
         let width = PIXEL_BLOCK.min(spatial - s0);
         let mut row = [T::zeroed(); PIXEL_BLOCK];
-        let out = out;
         for c in 0..channels {
             let from = (n * channels + c) * spatial + s0;
             quantize_serial(&src[from..from + width], scale, &mut row[..width]);
@@ -89,7 +88,7 @@ pub fn quantize_channels_last<T: QuantElem>(
                 let at = (n * spatial + s0 + s) * channels + c;
                 // SAFETY: `at` is inside `dst` (checked lengths), and the
                 // tasks write disjoint pixel blocks.
-                unsafe { out.0.add(at).write(q) };
+                unsafe { out.at(at).write(q) };
             }
         }
     });
@@ -98,6 +97,17 @@ pub fn quantize_channels_last<T: QuantElem>(
 /// The destination of [`quantize_channels_last`], shared by its tasks.
 #[derive(Clone, Copy)]
 struct SendPtr<T>(*mut T);
+
+impl<T> SendPtr<T> {
+    /// Element `i`; a method, so closures capture the whole `SendPtr`.
+    ///
+    /// # Safety
+    /// `i` must be inside the buffer.
+    unsafe fn at(self, i: usize) -> *mut T {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.0.add(i) }
+    }
+}
 
 // SAFETY: the tasks write disjoint elements and the call waits for all of them.
 unsafe impl<T: Send> Send for SendPtr<T> {}

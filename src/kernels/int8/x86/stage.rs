@@ -354,7 +354,7 @@ unsafe fn fast_columns_avx512<
                 if UNSIGNED {
                     // This maximum is also the post-sum ReLU; after a ReLU
                     // with no sum, v is already non-negative.
-                    if !(ACT == 1 && !SUM) {
+                    if ACT != 1 || SUM {
                         v = _mm512_max_ps(v, zero);
                     }
                     let q = _mm512_cvtps_epi32(v);
