@@ -34,9 +34,21 @@ impl Buffer {
 
     /// Copies `bytes` into a new aligned buffer.
     pub fn from_bytes(bytes: &[u8]) -> Buffer {
-        let mut buf = Buffer::try_zeroed(bytes.len()).unwrap_or_else(|e| panic!("{e}"));
-        buf.bytes_mut().copy_from_slice(bytes);
-        buf
+        // Filled line by line instead of zeroed first: an aligned zeroed
+        // allocation is written twice, and parameter files are large.
+        let mut lines = Vec::new();
+        if lines.try_reserve_exact(bytes.len().div_ceil(64)).is_err() {
+            panic!("cannot allocate {} bytes: out of memory", bytes.len());
+        }
+        lines.extend(bytes.chunks(64).map(|chunk| {
+            let mut line = Line([0; 64]);
+            line.0[..chunk.len()].copy_from_slice(chunk);
+            line
+        }));
+        Buffer {
+            lines,
+            len: bytes.len(),
+        }
     }
 
     pub fn len(&self) -> usize {
