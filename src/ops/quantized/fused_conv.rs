@@ -70,8 +70,13 @@ struct FusedConv {
     slots: Slots,
     folded: Option<Folded>,
     cache: Mutex<Option<Arc<Quantized>>>,
+    /// The last output stage built, by the bits of its data and sum scales.
+    stages: Mutex<Option<StageKey>>,
     order: ConvOrder,
 }
+
+/// An output stage and the data and sum scales (as bits) it was built for.
+type StageKey = (u32, Option<u32>, Arc<OutputStage>);
 
 pub fn create(ctx: &NodeCtx) -> Result<Box<dyn Op>> {
     let id = Ident::new(ctx);
@@ -149,6 +154,7 @@ pub fn create(ctx: &NodeCtx) -> Result<Box<dyn Op>> {
         slots,
         folded: None,
         cache: Mutex::new(None),
+        stages: Mutex::new(None),
         order: ConvOrder::default(),
     }))
 }
@@ -277,6 +283,29 @@ impl FusedConv {
         let q = Arc::new(self.quantize(folded, ds, inputs[0].shape()[1]));
         *cache = Some(q.clone());
         Ok(q)
+    }
+
+    /// The output stage for these scales, reused while they stay the same
+    /// (they do between forward passes of a calibrated model).
+    fn stage_for(
+        &self,
+        q: &Quantized,
+        ds: f32,
+        sum_scale: Option<f32>,
+    ) -> Result<Arc<OutputStage>> {
+        let key = (ds.to_bits(), sum_scale.map(f32::to_bits));
+        let mut cached = self
+            .stages
+            .lock()
+            .map_err(|_| self.id.runtime_err("output stage cache lock is poisoned"))?;
+        if let Some((d, s, stage)) = cached.as_ref() {
+            if (*d, *s) == key {
+                return Ok(stage.clone());
+            }
+        }
+        let stage = Arc::new(self.stage(q, ds, sum_scale)?);
+        *cached = Some((key.0, key.1, stage.clone()));
+        Ok(stage)
     }
 
     /// Builds the output stage: bias, per-channel scale and activations in
@@ -440,7 +469,7 @@ impl Op for FusedConv {
             _ if self.dedup_sum => (Some(data), Some(ds)),
             _ => (None, None),
         };
-        let stage = self.stage(&q, ds, sum_scale)?;
+        let stage = self.stage_for(&q, ds, sum_scale)?;
         let geom = self.params.geometry(data.shape(), outputs[0].shape());
         run_conv(
             &self.id,
