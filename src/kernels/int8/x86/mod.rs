@@ -8,6 +8,7 @@
 //! body when these return `false`.
 
 mod depthwise;
+mod depthwise_vnni;
 mod implicit_gemm;
 mod madd;
 mod pack;
@@ -23,7 +24,7 @@ use std::any::TypeId;
 use std::sync::OnceLock;
 
 use self::implicit_gemm::Tiling;
-use self::pack::{DepthwiseWeights, Encoding, PanelShape, Panels};
+use self::pack::{DepthwiseVnniWeights, DepthwiseWeights, Encoding, PanelShape, Panels};
 use self::stage::{OutKind, StagePlan};
 use super::conv::{ConvGeometry, PackedConvWeights};
 use super::elem::{OutputElem, QuantElem, QuantSlice};
@@ -122,6 +123,7 @@ fn tiling(isa: Isa) -> Tiling {
 enum ConvLayout {
     Panels(Panels),
     Depthwise(DepthwiseWeights),
+    DepthwiseVnni(DepthwiseVnniWeights),
 }
 
 /// Convolution weights repacked for one SIMD tier and one group count.
@@ -137,6 +139,7 @@ impl std::fmt::Debug for ConvPack {
         let kind = match self.layout {
             ConvLayout::Panels(_) => "panels",
             ConvLayout::Depthwise(_) => "depthwise",
+            ConvLayout::DepthwiseVnni(_) => "depthwise vnni",
         };
         write!(f, "ConvPack({}, {kind}, {} groups)", self.isa, self.groups)
     }
@@ -160,7 +163,15 @@ impl ConvPack {
         if taps == 0 || in_per_group == 0 || out_per_group == 0 {
             return None;
         }
-        let layout = if in_per_group == 1 && out_per_group == 1 {
+        let depthwise = in_per_group == 1 && out_per_group == 1;
+        let layout = if depthwise && isa == Isa::Avx512Vnni {
+            ConvLayout::DepthwiseVnni(DepthwiseVnniWeights::build(
+                weights.reference_data(),
+                weights.channel_sums(),
+                out_channels,
+                weights.kernel(),
+            ))
+        } else if depthwise {
             let block = if isa >= Isa::Avx512Bw { 32 } else { 16 };
             ConvLayout::Depthwise(DepthwiseWeights::build(
                 weights.reference_data(),
@@ -343,6 +354,16 @@ pub fn conv<X: QuantElem, O: OutputElem>(
             );
             // SAFETY: as above, with depthwise weights of `pack.isa`'s block width.
             unsafe { depthwise::run(pack.isa, geom, bytes, signed, weights, &plan, out) };
+        }
+        ConvLayout::DepthwiseVnni(weights) => {
+            assert_eq!(
+                (weights.channels, weights.kernel, geom.in_channels),
+                (geom.out_channels, geom.kernel, geom.out_channels),
+                "conv: depthwise weights do not match the geometry"
+            );
+            // SAFETY: as above; `ConvPack::new` builds this layout only for
+            // the AVX-512 VNNI tier.
+            unsafe { depthwise_vnni::run(pack.isa, geom, bytes, signed, weights, &plan, out) };
         }
     }
     true

@@ -271,6 +271,94 @@ impl DepthwiseWeights {
     }
 }
 
+/// Taps of one kernel row packed into each int32 lane of the VNNI
+/// depthwise kernel.
+pub(super) const ROW_TAPS: usize = 4;
+
+/// Channels of one VNNI depthwise block: the int32 lanes of one 512-bit vector.
+pub(super) const DEPTHWISE_BLOCK: usize = 16;
+
+/// Depthwise weights for `vpdpbusd`, with channels in int32 lanes and up to
+/// [`ROW_TAPS`] horizontal taps of one channel in the 4 bytes of its lane.
+///
+/// A kernel row (fixed depth and height tap) of width `kw` is split into
+/// `kw.div_ceil(4)` tap groups. Each block of 16 channels has one 64-byte
+/// vector per (depth tap, height tap, tap group), in that order, and byte
+/// `j` of lane `i` is the weight of channel `16 b + i` at width tap
+/// `4 g + j`. Taps past the kernel width and channels past the last hold
+/// weight 0.
+#[derive(Clone)]
+pub(super) struct DepthwiseVnniWeights {
+    pub channels: usize,
+    pub kernel: [usize; 3],
+    lines: Lines,
+    /// `-128 · Σ w` per channel, [`DEPTHWISE_BLOCK`] values per block
+    /// (0 for missing channels).
+    shift_correction: Vec<i32>,
+}
+
+impl DepthwiseVnniWeights {
+    /// Packs `weights` laid out `[channel][kd][kh][kw]`; `sums[c]` is the
+    /// sum of channel `c`'s weights.
+    pub(super) fn build(weights: &[i8], sums: &[i32], channels: usize, kernel: [usize; 3]) -> Self {
+        let taps: usize = kernel.iter().product();
+        assert_eq!(
+            weights.len(),
+            channels * taps,
+            "depthwise packing: weight count does not match the shape"
+        );
+        assert_eq!(
+            sums.len(),
+            channels,
+            "depthwise packing: one weight sum per channel expected"
+        );
+        let [kd, kh, kw] = kernel;
+        let groups = kw.div_ceil(ROW_TAPS);
+        let blocks = channels.div_ceil(DEPTHWISE_BLOCK);
+        let vectors = kd * kh * groups;
+        let mut lines = Lines::zeroed(blocks * vectors * 64);
+        let mut shift_correction = vec![0i32; blocks * DEPTHWISE_BLOCK];
+        for c in 0..channels {
+            let (b, lane) = (c / DEPTHWISE_BLOCK, c % DEPTHWISE_BLOCK);
+            shift_correction[c] = sums[c].wrapping_mul(-128);
+            for row in 0..kd * kh {
+                for x in 0..kw {
+                    let vector = b * vectors + row * groups + x / ROW_TAPS;
+                    let index = vector * 64 + lane * ROW_TAPS + x % ROW_TAPS;
+                    lines.set_i8(index, weights[c * taps + row * kw + x]);
+                }
+            }
+        }
+        DepthwiseVnniWeights {
+            channels,
+            kernel,
+            lines,
+            shift_correction,
+        }
+    }
+
+    /// Tap groups per kernel row.
+    pub(super) fn groups(&self) -> usize {
+        self.kernel[2].div_ceil(ROW_TAPS)
+    }
+
+    /// 64-byte weight vectors per channel block.
+    pub(super) fn vectors(&self) -> usize {
+        self.kernel[0] * self.kernel[1] * self.groups()
+    }
+
+    /// First byte of block `b`'s weights.
+    pub(super) fn block_ptr(&self, b: usize) -> *const u8 {
+        // SAFETY: `b` is below the block count, so the offset stays inside the buffer.
+        unsafe { self.lines.as_ptr().add(b * self.vectors() * 64) }
+    }
+
+    /// Shift corrections of block `b`, [`DEPTHWISE_BLOCK`] values.
+    pub(super) fn correction_ptr(&self, b: usize) -> *const i32 {
+        self.shift_correction[b * DEPTHWISE_BLOCK..].as_ptr()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,6 +382,31 @@ mod tests {
         // SAFETY: one panel has PANEL corrections.
         let corr = unsafe { std::slice::from_raw_parts(p.correction_ptr(0, 0), 3) };
         assert_eq!(corr, &[-1920, -5120, 0]);
+    }
+
+    #[test]
+    fn depthwise_vnni_layout_and_corrections() {
+        // 17 channels (two blocks), kernel 1x2x5: two tap groups per row.
+        let kernel = [1, 2, 5];
+        let w: Vec<i8> = (0..17 * 10).map(|i| (i % 100) as i8).collect();
+        let sums: Vec<i32> = w
+            .chunks(10)
+            .map(|c| c.iter().map(|&v| v as i32).sum())
+            .collect();
+        let p = DepthwiseVnniWeights::build(&w, &sums, 17, kernel);
+        assert_eq!((p.groups(), p.vectors()), (2, 4));
+        // SAFETY: block 1 contains 4 vectors of 64 bytes.
+        let block = unsafe { std::slice::from_raw_parts(p.block_ptr(1), 4 * 64) };
+        // Channel 16 is lane 0 of block 1.
+        let tap = |t: usize| w[16 * 10 + t] as u8;
+        assert_eq!(&block[..4], &[tap(0), tap(1), tap(2), tap(3)]);
+        assert_eq!(&block[64..68], &[tap(4), 0, 0, 0]);
+        assert_eq!(&block[128..132], &[tap(5), tap(6), tap(7), tap(8)]);
+        assert_eq!(&block[192..196], &[tap(9), 0, 0, 0]);
+        assert!(block[4..64].iter().all(|&b| b == 0));
+        // SAFETY: every block has 16 corrections.
+        let corr = unsafe { std::slice::from_raw_parts(p.correction_ptr(1), 2) };
+        assert_eq!(corr, &[sums[16] * -128, 0]);
     }
 
     #[test]

@@ -378,6 +378,114 @@ fn depthwise_random_shapes_match_reference() {
     }
 }
 
+/// Builds a depthwise geometry with `dims` spatial dimensions (the last
+/// ones) and a random stride 1-3, dilation 1-2 and padding 0-3 in each.
+fn depthwise_geometry(
+    rng: &mut Rng,
+    batch: usize,
+    channels: usize,
+    kernel: [usize; 3],
+    dims: usize,
+) -> ConvGeometry {
+    let mut input = [1; 3];
+    let mut stride = [1; 3];
+    let mut dilate = [1; 3];
+    let mut pad = [0; 3];
+    for i in 3 - dims..3 {
+        stride[i] = rng.range(1, 3);
+        dilate[i] = rng.range(1, 2);
+        pad[i] = rng.range(0, 3);
+        let span = (kernel[i] - 1) * dilate[i] + 1;
+        let largest = span.max(if dims == 3 { 6 } else { 12 });
+        input[i] = rng.range(span.saturating_sub(2 * pad[i]).max(1), largest);
+    }
+    geometry(
+        batch, channels, channels, channels, input, kernel, stride, dilate, pad,
+    )
+}
+
+fn depthwise_case(rng: &mut Rng, channels: usize, kernel: [usize; 3], dims: usize, case: usize) {
+    let batch = rng.range(1, 3);
+    let geom = depthwise_geometry(rng, batch, channels, kernel, dims);
+    let weights: Vec<i8> = rng.bytes(channels * kernel.iter().product::<usize>());
+    let label = format!("case {case} {geom:?}");
+    if case.is_multiple_of(2) {
+        let x: Vec<i8> = rng.bytes(geom.input_len());
+        check_conv(rng, &geom, &x, &weights, &format!("{label}, int8 data"));
+    } else {
+        let x: Vec<u8> = rng.bytes(geom.input_len());
+        check_conv(rng, &geom, &x, &weights, &format!("{label}, uint8 data"));
+    }
+}
+
+#[test]
+fn depthwise_kernels_and_channels_match_reference() {
+    let mut rng = Rng(8);
+    let mut case = 0;
+    for channels in [1, 3, 17, 33, 40] {
+        for kernel in [[1, 1, 1], [1, 3, 3], [1, 5, 5], [1, 3, 1], [1, 7, 7]] {
+            depthwise_case(&mut rng, channels, kernel, 2, case);
+            case += 1;
+        }
+    }
+}
+
+#[test]
+fn depthwise_1d_and_3d_match_reference() {
+    let mut rng = Rng(9);
+    let mut case = 0;
+    for channels in [1, 17, 40] {
+        for kernel in [[1, 1, 3], [1, 1, 5], [1, 1, 9]] {
+            depthwise_case(&mut rng, channels, kernel, 1, case);
+            case += 1;
+        }
+        for kernel in [[3, 3, 3], [2, 1, 3], [3, 1, 1], [1, 3, 5]] {
+            depthwise_case(&mut rng, channels, kernel, 3, case);
+            case += 1;
+        }
+    }
+}
+
+#[test]
+fn depthwise_uses_vnni_layout() {
+    if isa::detected() < Isa::Avx512Vnni {
+        return;
+    }
+    let w = PackedConvWeights::pack(&[1; 18], 2, 1, [1, 3, 3]);
+    let pack = ConvPack::new(Isa::Avx512Vnni, &w, 2).expect("VNNI runs here");
+    assert!(matches!(pack.layout, ConvLayout::DepthwiseVnni(_)));
+    let pack = ConvPack::new(Isa::Avx512Bw, &w, 2).expect("AVX-512 BW runs here");
+    assert!(matches!(pack.layout, ConvLayout::Depthwise(_)));
+}
+
+#[test]
+fn depthwise_extreme_values_match_reference() {
+    // 40 channels (a partial block) with kernels of one, two and three tap
+    // groups per row, the padding all around.
+    let mut rng = Rng(10);
+    let shapes = [
+        ([1, 9, 11], [1, 5, 5], [0, 2, 2], [1, 1, 1]),
+        ([1, 9, 11], [1, 7, 7], [0, 3, 3], [1, 2, 1]),
+        ([1, 1, 11], [1, 1, 9], [0, 0, 4], [1, 1, 2]),
+        ([4, 5, 6], [3, 3, 3], [1, 1, 1], [1, 1, 1]),
+    ];
+    for (input, kernel, pad, dilate) in shapes {
+        let dw = geometry(2, 40, 40, 40, input, kernel, [1, 1, 1], dilate, pad);
+        let n = 40 * kernel.iter().product::<usize>();
+        for (wname, w) in [("-128", vec![-128i8; n]), ("127", vec![127i8; n])] {
+            for (xname, x) in [
+                ("-128", vec![-128i8; dw.input_len()]),
+                ("127", vec![127i8; dw.input_len()]),
+            ] {
+                let what = format!("depthwise {kernel:?}, int8 data {xname}, weights {wname}");
+                check_conv(&mut rng, &dw, &x, &w, &what);
+            }
+            let what = format!("depthwise {kernel:?}, uint8 data 255, weights {wname}");
+            check_conv(&mut rng, &dw, &vec![255u8; dw.input_len()], &w, &what);
+        }
+    }
+}
+
 #[test]
 fn conv_extreme_values_match_reference() {
     let mut rng = Rng(3);
