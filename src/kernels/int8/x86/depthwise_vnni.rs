@@ -126,6 +126,14 @@ unsafe fn copy_row(source: &RowSource, columns: &[Option<usize>], padded: usize,
                 },
                 None => flip,
             };
+            let blocks = (padded - c0) / DEPTHWISE_BLOCK;
+            let at = dst[cell_start + c0 * ROW_TAPS..].as_mut_ptr();
+            if blocks < 4 {
+                let lanes = [tap(0), tap(1), tap(2), tap(3)];
+                // SAFETY: `blocks` blocks of 64 bytes from `at` lie inside the cell.
+                unsafe { store_narrow(lanes, blocks, at) };
+                continue;
+            }
             let (a0, a1, a2, a3) = (tap(0), tap(1), tap(2), tap(3));
             // Within each 128-bit lane: interleave the bytes of taps 0 and
             // 1 and of taps 2 and 3, then interleave those byte pairs.
@@ -139,22 +147,47 @@ unsafe fn copy_row(source: &RowSource, columns: &[Option<usize>], padded: usize,
                 _mm512_unpacklo_epi16(t1, t3),
                 _mm512_unpackhi_epi16(t1, t3),
             ];
-            let blocks = (padded - c0) / DEPTHWISE_BLOCK;
-            let at = dst[cell_start + c0 * ROW_TAPS..].as_mut_ptr();
-            // SAFETY: block `l` of this chunk is below `padded`, so its 64
-            // bytes lie inside the cell.
+            // SAFETY: the 4 blocks of this chunk are below `padded`, so
+            // their 256 bytes lie inside the cell.
             unsafe {
                 store_lane::<0>(&parts, at);
-                if blocks > 1 {
-                    store_lane::<1>(&parts, at.add(64));
-                }
-                if blocks > 2 {
-                    store_lane::<2>(&parts, at.add(128));
-                }
-                if blocks > 3 {
-                    store_lane::<3>(&parts, at.add(192));
-                }
+                store_lane::<1>(&parts, at.add(64));
+                store_lane::<2>(&parts, at.add(128));
+                store_lane::<3>(&parts, at.add(192));
             }
+        }
+    }
+}
+
+/// Interleaves and stores the first `blocks` (1 to 3) 16-channel blocks of
+/// 4 taps, as [`copy_row`] does for 4, with 128-bit operations only, so a
+/// job of 16 or 32 channels does not pay for 64.
+///
+/// # Safety
+/// The CPU must support AVX-512 BW, and `at` must have room for
+/// `64 · blocks` bytes.
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl")]
+unsafe fn store_narrow(taps: [__m512i; 4], blocks: usize, at: *mut u8) {
+    for b in 0..blocks {
+        let lane = |v: __m512i| match b {
+            0 => _mm512_extracti32x4_epi32::<0>(v),
+            1 => _mm512_extracti32x4_epi32::<1>(v),
+            _ => _mm512_extracti32x4_epi32::<2>(v),
+        };
+        let [a0, a1, a2, a3] = taps.map(lane);
+        let t0 = _mm_unpacklo_epi8(a0, a1);
+        let t1 = _mm_unpackhi_epi8(a0, a1);
+        let t2 = _mm_unpacklo_epi8(a2, a3);
+        let t3 = _mm_unpackhi_epi8(a2, a3);
+        let parts = [
+            _mm_unpacklo_epi16(t0, t2),
+            _mm_unpackhi_epi16(t0, t2),
+            _mm_unpacklo_epi16(t1, t3),
+            _mm_unpackhi_epi16(t1, t3),
+        ];
+        for (k, part) in parts.into_iter().enumerate() {
+            // SAFETY: the caller guarantees 64 bytes for block `b`.
+            unsafe { _mm_storeu_si128(at.add(64 * b + 16 * k).cast(), part) };
         }
     }
 }
@@ -217,7 +250,13 @@ fn plan_jobs(geom: &ConvGeometry, blocks: usize) -> Vec<Job> {
     let height = geom.output[1];
     let target = 4 * rayon::current_num_threads();
     let block_ranges = target.div_ceil(planes).clamp(1, blocks);
-    let per_range = blocks.div_ceil(block_ranges);
+    // Jobs of fewer than 4 blocks copy their rows with narrower vectors;
+    // split channels that finely only when there are few rows to split.
+    let per_range = if height >= target {
+        blocks.div_ceil(block_ranges).max(blocks.min(4))
+    } else {
+        blocks.div_ceil(block_ranges)
+    };
     let bands = target
         .div_ceil(planes * blocks.div_ceil(per_range))
         .clamp(1, height);
