@@ -283,6 +283,32 @@ impl Pixel {
     }
 }
 
+/// Pixels split into tiles whose sizes differ by at most one, so a layer
+/// with few pixels (49 at 7x7) gets no 1-pixel tail tile, whose few
+/// independent accumulators cannot hide the latency of the multiply-adds.
+#[derive(Clone, Copy)]
+struct TileSplit {
+    /// Pixels of the smaller tiles.
+    base: usize,
+    /// Tiles, counted from the first, that have one pixel more than `base`.
+    larger: usize,
+}
+
+impl TileSplit {
+    fn new(pixels: usize, tiles: usize) -> TileSplit {
+        let tiles = tiles.max(1);
+        TileSplit {
+            base: pixels / tiles,
+            larger: pixels % tiles,
+        }
+    }
+
+    /// First pixel of tile `tile` (the pixel count for `tile == tiles`).
+    fn start(&self, tile: usize) -> usize {
+        tile * self.base + tile.min(self.larger)
+    }
+}
+
 /// One unit of parallel work: a block of output channels of one group over
 /// a range of pixel tiles.
 #[derive(Clone, Copy)]
@@ -436,6 +462,7 @@ unsafe fn run_on(
     let source = Source::new(geom, input, elem, zero);
     let pixels = geom.batch * geom.output.iter().product::<usize>();
     let tiles = pixels.div_ceil(tiling.pixels);
+    let split = TileSplit::new(pixels, tiles);
     let shape = panels.shape;
     let jobs = plan_jobs(shape.groups, shape.panels_per_group(), tiling, tiles);
     jobs.par_iter().for_each(|job| {
@@ -443,11 +470,11 @@ unsafe fn run_on(
         let mut result = [0i32; MAX_TILE_PIXELS * TILE_ROW];
         let first_channel = job.panel * PANEL;
         let channels = (shape.out_per_group - first_channel).min(job.panels * PANEL);
-        let mut cursor = Pixel::at(geom, job.tiles.0 * tiling.pixels);
+        let mut cursor = Pixel::at(geom, split.start(job.tiles.0));
         let mut tile_pixels = [Pixel::default(); MAX_TILE_PIXELS];
         for tile in job.tiles.0..job.tiles.1 {
-            let p0 = tile * tiling.pixels;
-            let mr = tiling.pixels.min(pixels - p0);
+            let p0 = split.start(tile);
+            let mr = split.start(tile + 1) - p0;
             let mut bases = [std::ptr::null::<u8>(); MAX_TILE_PIXELS];
             let mut direct = true;
             for m in 0..mr {
@@ -506,4 +533,28 @@ unsafe fn run_on(
             };
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TileSplit;
+
+    #[test]
+    fn tile_split_sizes_differ_by_one() {
+        for pixels in 1..200usize {
+            let tiles = pixels.div_ceil(6);
+            let split = TileSplit::new(pixels, tiles);
+            assert_eq!(split.start(0), 0, "{pixels} pixels: first start");
+            assert_eq!(split.start(tiles), pixels, "{pixels} pixels: end");
+            let sizes: Vec<usize> = (0..tiles)
+                .map(|t| split.start(t + 1) - split.start(t))
+                .collect();
+            let (min, max) = (sizes.iter().min(), sizes.iter().max());
+            assert!(max <= Some(&6), "{pixels} pixels: tile sizes {sizes:?}");
+            assert!(
+                max.zip(min).is_some_and(|(a, b)| a - b <= 1),
+                "{pixels} pixels: tile sizes {sizes:?}"
+            );
+        }
+    }
 }
