@@ -3,10 +3,15 @@
 //! Output pixels (batch and spatial positions flattened) are the GEMM rows
 //! and each group's output channels its columns. A tile of up to 6 pixels
 //! reads its data in place when every tap of every pixel is inside the
-//! input. Otherwise the tile's pixels are first copied, tap by tap and with
-//! the padding filled in, to a staging buffer, and the same microkernel
-//! runs on that copy. A 1x1 convolution with stride 1 and a fully connected layer
+//! input. The AVX-512 VNNI and AVX2 tiers first copy each image with the
+//! padding written out (see [`DataCopy`]), so every tile reads in place.
+//! Elsewhere (the AVX-512 BW tier, and uint8 data without padding on the
+//! VNNI tier) a tile with a tap outside the input is staged: its taps are
+//! copied with the padding filled in, and the microkernel runs on that copy. A 1x1 convolution with stride 1 and a fully connected layer
 //! are the plain GEMM case: one tap, pixels one row apart.
+
+use std::cell::RefCell;
+use std::thread::LocalKey;
 
 use rayon::prelude::*;
 
@@ -17,25 +22,41 @@ use super::{store_tile, SyncPtr};
 use crate::kernels::int8::conv::ConvGeometry;
 use crate::kernels::int8::isa::Isa;
 
+/// The form in which a tier's microkernels read the convolution input.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum DataCopy {
+    /// In place, with tiles that touch the padding staged tap by tap.
+    InPlace,
+    /// From a byte copy of each image with the padding written out. int8
+    /// data is stored as uint8 `s + 128` (`s ^ 0x80`, padding 0x80), so the
+    /// microkernel only takes uint8 data and starts its accumulators at the
+    /// `-128 · Σ w` correction. uint8 data without padding is read in place.
+    Bytes,
+    /// From a copy of each image widened to int16, with 0 in the padding.
+    Widened,
+}
+
 /// Register tiling of one tier.
 #[derive(Clone, Copy)]
 pub(super) struct Tiling {
     pub pixels: usize,
     pub panels: usize,
+    /// Returns the microkernel for (pixels, panels, signed). With
+    /// [`DataCopy::Bytes`], `signed` means int8 data shifted to uint8.
     pub select: fn(usize, usize, bool) -> TileFn,
-    /// The microkernels read data widened to int16 beforehand (2 bytes per
-    /// channel) instead of the int8 or uint8 bytes.
-    pub widen: bool,
+    pub copy: DataCopy,
 }
 
 thread_local! {
     /// This thread's buffer for data widened to int16, reused across calls.
-    static WIDENED: std::cell::RefCell<Vec<i16>> = const { std::cell::RefCell::new(Vec::new()) };
+    static WIDENED: RefCell<Vec<i16>> = const { RefCell::new(Vec::new()) };
+    /// This thread's buffer for padded byte copies, reused across calls.
+    static PADDED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Returns the geometry of the same convolution on its input with the
-/// padding written out as zeros. It has no padding, and each spatial size is
-/// large enough for every tap of every output pixel.
+/// padding written out. It has no padding, and each spatial size is large
+/// enough for every tap of every output pixel.
 fn padded_geometry(geom: &ConvGeometry) -> ConvGeometry {
     let mut padded = *geom;
     for i in 0..3 {
@@ -50,14 +71,16 @@ fn padded_geometry(geom: &ConvGeometry) -> ConvGeometry {
     padded
 }
 
-/// Widens int8 (`signed`) or uint8 channels-last data of `geom` to int16 in
-/// the layout of `padded` (from [`padded_geometry`]), with 0 in the padding.
-fn widen_padded(
+/// Writes channels-last bytes of `geom` to `out` in the layout of `padded`
+/// (from [`padded_geometry`]), each byte through `convert` and `fill` in
+/// the padding.
+fn write_padded<T: Copy + Send + Sync>(
     input: &[u8],
-    signed: bool,
     geom: &ConvGeometry,
     padded: &ConvGeometry,
-    out: &mut [i16],
+    out: &mut [T],
+    fill: T,
+    convert: impl Fn(u8) -> T + Sync,
 ) {
     let c = geom.in_channels;
     let [_, ph, pw] = padded.input;
@@ -76,21 +99,39 @@ fn widen_padded(
             let inside = (0..geom.input[0] as isize).contains(&sd)
                 && (0..geom.input[1] as isize).contains(&sh);
             if !inside {
-                dst.fill(0);
+                dst.fill(fill);
                 return;
             }
             let first = geom.pad[2] * c;
             let width = geom.input[2] * c;
             let at = ((n * geom.input[0] + sd as usize) * geom.input[1] + sh as usize) * width;
-            dst[..first].fill(0);
+            dst[..first].fill(fill);
             for (d, &b) in dst[first..first + width]
                 .iter_mut()
                 .zip(&input[at..at + width])
             {
-                *d = if signed { b as i8 as i16 } else { b as i16 };
+                *d = convert(b);
             }
-            dst[first + width..].fill(0);
+            dst[first + width..].fill(fill);
         });
+}
+
+/// Runs `f` on this thread's buffer `buffer`, grown to at least `len`
+/// elements. The buffer only grows, so calls on smaller inputs do not
+/// zero it again.
+fn with_buffer<T: Copy + Default>(
+    buffer: &'static LocalKey<RefCell<Vec<T>>>,
+    len: usize,
+    f: impl FnOnce(&mut [T]),
+) {
+    // Taken out of the cell, so a nested call on this thread (from a
+    // rayon task) gets a buffer of its own instead of a borrow error.
+    let mut data = buffer.with(|b| std::mem::take(&mut *b.borrow_mut()));
+    if data.len() < len {
+        data.resize(len, T::default());
+    }
+    f(&mut data[..len]);
+    buffer.with(|b| *b.borrow_mut() = data);
 }
 
 /// The input of one convolution and the byte offsets of its taps.
@@ -99,6 +140,9 @@ struct Source<'a> {
     input: &'a [u8],
     /// Bytes per data element: 1, or 2 for widened data.
     elem: usize,
+    /// Byte that encodes a data value of 0: 0x80 for int8 data shifted to
+    /// uint8, otherwise 0.
+    zero: u8,
     /// Input channels per group rounded up to a multiple of 4.
     padded_channels: usize,
     /// Byte offset of each tap from the pixel's first tap, in the input.
@@ -108,7 +152,7 @@ struct Source<'a> {
 }
 
 impl<'a> Source<'a> {
-    fn new(geom: &'a ConvGeometry, input: &'a [u8], elem: usize) -> Self {
+    fn new(geom: &'a ConvGeometry, input: &'a [u8], elem: usize, zero: u8) -> Self {
         let c = (geom.in_channels * elem) as isize;
         let [_, ih, iw] = geom.input.map(|d| d as isize);
         let padded_channels = geom.in_channels_per_group().div_ceil(STEP_CHANNELS) * STEP_CHANNELS;
@@ -130,6 +174,7 @@ impl<'a> Source<'a> {
             geom,
             input,
             elem,
+            zero,
             padded_channels,
             image_offsets,
             staged_offsets,
@@ -172,9 +217,9 @@ impl<'a> Source<'a> {
         (end <= self.input.len()).then_some(base)
     }
 
-    /// Copies output pixel `pixel`'s taps for `group` into `row`, with 0
-    /// (the zero of int8 and uint8 data alike) for taps outside the input and
-    /// for the channels that pad each tap to a multiple of 4.
+    /// Copies output pixel `pixel`'s taps for `group` into `row`, with
+    /// `self.zero` for taps outside the input and for the channels that pad
+    /// each tap to a multiple of 4 (whose weights are 0).
     fn stage(&self, pixel: &Pixel, group: usize, row: &mut [u8]) {
         let g = self.geom;
         let icg = g.in_channels_per_group();
@@ -196,9 +241,9 @@ impl<'a> Source<'a> {
                         let pixel = ((n * g.input[0] + d) * g.input[1] + h) * g.input[2] + w;
                         let start = (pixel * g.in_channels + group * icg) * self.elem;
                         tap[..len].copy_from_slice(&self.input[start..start + len]);
-                        tap[len..].fill(0);
+                        tap[len..].fill(self.zero);
                     } else {
-                        tap.fill(0);
+                        tap.fill(self.zero);
                     }
                     t += 1;
                 }
@@ -235,6 +280,32 @@ impl Pixel {
             self.pos[i] = 0;
         }
         self.batch += 1;
+    }
+}
+
+/// Pixels split into tiles whose sizes differ by at most one, so a layer
+/// with few pixels (49 at 7x7) gets no 1-pixel tail tile, whose few
+/// independent accumulators cannot hide the latency of the multiply-adds.
+#[derive(Clone, Copy)]
+struct TileSplit {
+    /// Pixels of the smaller tiles.
+    base: usize,
+    /// Tiles, counted from the first, that have one pixel more than `base`.
+    larger: usize,
+}
+
+impl TileSplit {
+    fn new(pixels: usize, tiles: usize) -> TileSplit {
+        let tiles = tiles.max(1);
+        TileSplit {
+            base: pixels / tiles,
+            larger: pixels % tiles,
+        }
+    }
+
+    /// First pixel of tile `tile` (the pixel count for `tile == tiles`).
+    fn start(&self, tile: usize) -> usize {
+        tile * self.base + tile.min(self.larger)
     }
 }
 
@@ -275,6 +346,19 @@ fn plan_jobs(groups: usize, panels_per_group: usize, tiling: Tiling, tiles: usiz
     jobs
 }
 
+/// The arguments of [`run`] that stay the same for every image.
+#[derive(Clone, Copy)]
+struct Call<'a> {
+    isa: Isa,
+    tiling: Tiling,
+    /// The data the microkernels read is int8, or for [`DataCopy::Bytes`]
+    /// int8 shifted to uint8.
+    signed: bool,
+    panels: &'a Panels,
+    plan: &'a StagePlan<'a>,
+    out: SyncPtr,
+}
+
 /// Runs the convolution on `input`, int8 (`signed`) or uint8 bytes.
 ///
 /// # Safety
@@ -292,69 +376,93 @@ pub(super) unsafe fn run(
     plan: &StagePlan,
     out: SyncPtr,
 ) {
-    if !tiling.widen {
-        // SAFETY: forwarded from the caller.
-        return unsafe { run_on(isa, tiling, geom, input, 1, signed, panels, plan, out, 0) };
-    }
-    // The widened copy also writes the padding out, so every tile reads
-    // its taps in place and none is staged. Images are done one at a time
-    // so that the copy stays in cache while the convolution reads it.
+    let call = Call {
+        isa,
+        tiling,
+        signed,
+        panels,
+        plan,
+        out,
+    };
+    let copy = match tiling.copy {
+        // uint8 data without padding is already what the kernel reads:
+        // 1x1 stride-1 layers and GEMMs on it pay no copy.
+        DataCopy::Bytes if !signed && geom.pad == [0; 3] => DataCopy::InPlace,
+        copy => copy,
+    };
+    // Images are copied and convolved one at a time, so that the copy
+    // stays in cache while the convolution reads it.
     let image = ConvGeometry { batch: 1, ..*geom };
     let padded = padded_geometry(&image);
-    let len = padded.input_len();
-    let mut widened = WIDENED.with(|w| std::mem::take(&mut *w.borrow_mut()));
-    // The buffer only grows, so calls on smaller inputs do not zero it again.
-    if widened.len() < len {
-        widened.resize(len, 0);
-    }
     let in_len = image.input_len();
     let out_pixels: usize = geom.output.iter().product();
-    for n in 0..geom.batch {
-        let src = &input[n * in_len..(n + 1) * in_len];
-        widen_padded(src, signed, &image, &padded, &mut widened[..len]);
-        let bytes: &[u8] = bytemuck::cast_slice(&widened[..len]);
-        // SAFETY: forwarded from the caller; the widened copy contains image
-        // `n`'s convolution input for `padded`, 2 bytes per element, and
-        // its output pixels start at `n · out_pixels`.
-        unsafe {
-            run_on(
-                isa,
-                tiling,
-                &padded,
-                bytes,
-                2,
-                signed,
-                panels,
-                plan,
-                out,
-                n * out_pixels,
-            )
-        };
+    // The last step of a tap reads up to 3 channels past the group's
+    // channels, so each copy is followed by that many spare elements (any
+    // value: they meet zero weights). Then no tile of a copy needs staging.
+    let copy_len = padded.input_len();
+    let len = copy_len + STEP_CHANNELS - 1;
+    let images = (0..geom.batch).map(|n| (n * out_pixels, &input[n * in_len..][..in_len]));
+    match copy {
+        // SAFETY: forwarded from the caller.
+        DataCopy::InPlace => unsafe { run_on(&call, geom, input, 1, 0, 0) },
+        DataCopy::Bytes => with_buffer(&PADDED, len, |buffer| {
+            for (first_pixel, src) in images {
+                let copy = &mut buffer[..copy_len];
+                if signed {
+                    write_padded(src, &image, &padded, copy, 0x80, |b| b ^ 0x80);
+                } else {
+                    write_padded(src, &image, &padded, copy, 0, |b| b);
+                }
+                let zero = if signed { 0x80 } else { 0 };
+                // SAFETY: forwarded from the caller. The copy contains this
+                // image's convolution input for `padded`, shifted to uint8
+                // when `signed`, as the kernel for `signed` expects it.
+                unsafe { run_on(&call, &padded, buffer, 1, zero, first_pixel) };
+            }
+        }),
+        DataCopy::Widened => with_buffer(&WIDENED, len, |buffer| {
+            for (first_pixel, src) in images {
+                let copy = &mut buffer[..copy_len];
+                if signed {
+                    write_padded(src, &image, &padded, copy, 0, |b| b as i8 as i16);
+                } else {
+                    write_padded(src, &image, &padded, copy, 0, |b| b as i16);
+                }
+                let bytes: &[u8] = bytemuck::cast_slice(buffer);
+                // SAFETY: forwarded from the caller. The copy contains this
+                // image's convolution input for `padded`, 2 bytes per element.
+                unsafe { run_on(&call, &padded, bytes, 2, 0, first_pixel) };
+            }
+        }),
     }
-    WIDENED.with(|w| *w.borrow_mut() = widened);
 }
 
-/// [`run`] on `input` with `elem` bytes per element, writing the output
-/// pixels of `geom` from output pixel `first_pixel` on.
+/// [`run`] on `input` with `elem` bytes per element and `zero` as the byte
+/// of a zero data value, writing the output pixels of `geom` from output
+/// pixel `first_pixel` on.
 ///
 /// # Safety
-/// As [`run`].
-#[allow(clippy::too_many_arguments)]
+/// As [`run`], with `call.signed` matching the data in `input`.
 unsafe fn run_on(
-    isa: Isa,
-    tiling: Tiling,
+    call: &Call,
     geom: &ConvGeometry,
     input: &[u8],
     elem: usize,
-    signed: bool,
-    panels: &Panels,
-    plan: &StagePlan,
-    out: SyncPtr,
+    zero: u8,
     first_pixel: usize,
 ) {
-    let source = Source::new(geom, input, elem);
+    let Call {
+        isa,
+        tiling,
+        signed,
+        panels,
+        plan,
+        out,
+    } = *call;
+    let source = Source::new(geom, input, elem, zero);
     let pixels = geom.batch * geom.output.iter().product::<usize>();
     let tiles = pixels.div_ceil(tiling.pixels);
+    let split = TileSplit::new(pixels, tiles);
     let shape = panels.shape;
     let jobs = plan_jobs(shape.groups, shape.panels_per_group(), tiling, tiles);
     jobs.par_iter().for_each(|job| {
@@ -362,11 +470,11 @@ unsafe fn run_on(
         let mut result = [0i32; MAX_TILE_PIXELS * TILE_ROW];
         let first_channel = job.panel * PANEL;
         let channels = (shape.out_per_group - first_channel).min(job.panels * PANEL);
-        let mut cursor = Pixel::at(geom, job.tiles.0 * tiling.pixels);
+        let mut cursor = Pixel::at(geom, split.start(job.tiles.0));
         let mut tile_pixels = [Pixel::default(); MAX_TILE_PIXELS];
         for tile in job.tiles.0..job.tiles.1 {
-            let p0 = tile * tiling.pixels;
-            let mr = tiling.pixels.min(pixels - p0);
+            let p0 = split.start(tile);
+            let mr = split.start(tile + 1) - p0;
             let mut bases = [std::ptr::null::<u8>(); MAX_TILE_PIXELS];
             let mut direct = true;
             for m in 0..mr {
@@ -425,4 +533,28 @@ unsafe fn run_on(
             };
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TileSplit;
+
+    #[test]
+    fn tile_split_sizes_differ_by_one() {
+        for pixels in 1..200usize {
+            let tiles = pixels.div_ceil(6);
+            let split = TileSplit::new(pixels, tiles);
+            assert_eq!(split.start(0), 0, "{pixels} pixels: first start");
+            assert_eq!(split.start(tiles), pixels, "{pixels} pixels: end");
+            let sizes: Vec<usize> = (0..tiles)
+                .map(|t| split.start(t + 1) - split.start(t))
+                .collect();
+            let (min, max) = (sizes.iter().min(), sizes.iter().max());
+            assert!(max <= Some(&6), "{pixels} pixels: tile sizes {sizes:?}");
+            assert!(
+                max.zip(min).is_some_and(|(a, b)| a - b <= 1),
+                "{pixels} pixels: tile sizes {sizes:?}"
+            );
+        }
+    }
 }

@@ -23,7 +23,7 @@ mod tests;
 use std::any::TypeId;
 use std::sync::OnceLock;
 
-use self::implicit_gemm::Tiling;
+use self::implicit_gemm::{DataCopy, Tiling};
 use self::pack::{DepthwiseVnniWeights, DepthwiseWeights, Encoding, PanelShape, Panels};
 use self::stage::{OutKind, StagePlan};
 use super::conv::{ConvGeometry, PackedConvWeights};
@@ -102,19 +102,19 @@ fn tiling(isa: Isa) -> Tiling {
             pixels: vnni::TILE_PIXELS,
             panels: vnni::TILE_PANELS,
             select: vnni::select,
-            widen: false,
+            copy: DataCopy::Bytes,
         },
         Isa::Avx512Bw => Tiling {
             pixels: madd::AVX512_TILE_PIXELS,
             panels: madd::AVX512_TILE_PANELS,
             select: madd::select_avx512,
-            widen: false,
+            copy: DataCopy::InPlace,
         },
         Isa::Avx2 | Isa::Scalar => Tiling {
             pixels: madd::AVX2_TILE_PIXELS,
             panels: 1,
             select: madd::select_avx2_pairs,
-            widen: true,
+            copy: DataCopy::Widened,
         },
     }
 }

@@ -664,6 +664,282 @@ fn gemm_matches_reference() {
     }
 }
 
+/// Geometries whose taps reach the padding at every border, with strides
+/// 1-3, dilation, groups, batches 1-3 and channel counts that are not
+/// multiples of 4, plus layers without padding (copied for int8 data, read
+/// in place for uint8).
+fn padded_geometries() -> Vec<(&'static str, ConvGeometry)> {
+    vec![
+        (
+            "stem 7x7/2, 3 channels",
+            geometry(
+                1,
+                3,
+                20,
+                1,
+                [1, 11, 13],
+                [1, 7, 7],
+                [1, 2, 2],
+                [1, 1, 1],
+                [0, 3, 3],
+            ),
+        ),
+        (
+            "3x3/3, 5 channels, batch 2",
+            geometry(
+                2,
+                5,
+                17,
+                1,
+                [1, 7, 6],
+                [1, 3, 3],
+                [1, 3, 3],
+                [1, 1, 1],
+                [0, 1, 1],
+            ),
+        ),
+        (
+            "3x3 dilated 2, 17 channels, batch 3",
+            geometry(
+                3,
+                17,
+                33,
+                1,
+                [1, 5, 5],
+                [1, 3, 3],
+                [1, 1, 1],
+                [1, 2, 2],
+                [0, 2, 2],
+            ),
+        ),
+        (
+            "3x3/2, 70 channels, 2 groups",
+            geometry(
+                1,
+                70,
+                70,
+                2,
+                [1, 6, 5],
+                [1, 3, 3],
+                [1, 2, 2],
+                [1, 1, 1],
+                [0, 1, 1],
+            ),
+        ),
+        (
+            "3x3, 5 groups of 2 channels, batch 2",
+            geometry(
+                2,
+                10,
+                15,
+                5,
+                [1, 4, 7],
+                [1, 3, 3],
+                [1, 1, 1],
+                [1, 1, 1],
+                [0, 1, 1],
+            ),
+        ),
+        (
+            "3x3x3/(1,2,1), padding in depth too",
+            geometry(
+                1,
+                5,
+                9,
+                1,
+                [3, 4, 5],
+                [3, 3, 3],
+                [1, 2, 1],
+                [1, 1, 1],
+                [1, 1, 1],
+            ),
+        ),
+        (
+            "1x3/2 over width only, batch 2",
+            geometry(
+                2,
+                17,
+                20,
+                1,
+                [1, 1, 9],
+                [1, 1, 3],
+                [1, 1, 2],
+                [1, 1, 1],
+                [0, 0, 1],
+            ),
+        ),
+        (
+            "3x3 with padding 2: taps wholly in the padding",
+            geometry(
+                1,
+                3,
+                5,
+                1,
+                [1, 4, 4],
+                [1, 3, 3],
+                [1, 1, 1],
+                [1, 1, 1],
+                [0, 2, 2],
+            ),
+        ),
+        (
+            "1x1 with padding: pixels wholly in the padding",
+            geometry(
+                1,
+                5,
+                7,
+                1,
+                [1, 3, 3],
+                [1, 1, 1],
+                [1, 1, 1],
+                [1, 1, 1],
+                [0, 1, 1],
+            ),
+        ),
+        (
+            "1x1/2 without padding, batch 3",
+            geometry(
+                3,
+                70,
+                19,
+                1,
+                [1, 5, 7],
+                [1, 1, 1],
+                [1, 2, 2],
+                [1, 1, 1],
+                [0, 0, 0],
+            ),
+        ),
+        (
+            "1x1 without padding, 17 channels",
+            geometry(
+                1,
+                17,
+                65,
+                1,
+                [1, 3, 5],
+                [1, 1, 1],
+                [1, 1, 1],
+                [1, 1, 1],
+                [0, 0, 0],
+            ),
+        ),
+    ]
+}
+
+#[test]
+fn padded_borders_match_reference() {
+    let mut rng = Rng(8);
+    for (label, geom) in padded_geometries() {
+        let taps: usize = geom.kernel.iter().product();
+        let n = geom.out_channels * geom.in_channels_per_group() * taps;
+        let len = geom.input_len();
+        let weights: Vec<i8> = rng.bytes(n);
+        let x: Vec<i8> = rng.bytes(len);
+        check_conv(
+            &mut rng,
+            &geom,
+            &x,
+            &weights,
+            &format!("{label}, int8 data"),
+        );
+        let x: Vec<u8> = rng.bytes(len);
+        check_conv(
+            &mut rng,
+            &geom,
+            &x,
+            &weights,
+            &format!("{label}, uint8 data"),
+        );
+    }
+}
+
+#[test]
+fn padded_borders_extreme_values_match_reference() {
+    // The padding must stay the zero of the data: -128 (shifted to 0x00)
+    // and 127 (0xff) sit next to a padding byte of 0x80 for int8 data.
+    let mut rng = Rng(9);
+    for (label, geom) in padded_geometries() {
+        let taps: usize = geom.kernel.iter().product();
+        let n = geom.out_channels * geom.in_channels_per_group() * taps;
+        let len = geom.input_len();
+        for wv in [-128i8, 127] {
+            let w = vec![wv; n];
+            for xv in [-128i8, 127] {
+                let what = format!("{label}, int8 data {xv}, weights {wv}");
+                check_conv(&mut rng, &geom, &vec![xv; len], &w, &what);
+            }
+            for xv in [0u8, 255] {
+                let what = format!("{label}, uint8 data {xv}, weights {wv}");
+                check_conv(&mut rng, &geom, &vec![xv; len], &w, &what);
+            }
+        }
+    }
+}
+
+/// Compares every SIMD tier's GEMM with the reference for all stages and
+/// output types.
+fn check_gemm<X: QuantElem>(rng: &mut Rng, m: usize, x: &[X], weights: &[i8], label: &str) {
+    fn compare<X: QuantElem, O: OutputElem + Bits + Default>(
+        pack: &GemmPack,
+        packed: &PackedGemmWeights,
+        x: &[X],
+        stage: &OutputStage,
+        len: usize,
+        what: &str,
+    ) {
+        let mut want = vec![O::default(); len];
+        gemm_reference(x, packed, stage, &mut want);
+        let mut got = vec![O::default(); len];
+        assert!(
+            gemm_packed(pack, x, stage, &mut got),
+            "{what}: no SIMD kernel"
+        );
+        assert_same(&got, &want, what);
+    }
+    let k = x.len() / m;
+    let n = weights.len() / k;
+    let packed = PackedGemmWeights::pack(weights, n, k);
+    let typical = 64.0 * (k as f32).sqrt() * 16.0;
+    for isa in simd_tiers() {
+        let pack = GemmPack::new(isa, packed.data(), packed.row_sums(), n, k).expect("tier");
+        for (name, stage) in stages(rng, n, typical) {
+            let what = format!("{label}, {isa}, {name}");
+            compare::<X, i8>(&pack, &packed, x, &stage, m * n, &what);
+            compare::<X, u8>(&pack, &packed, x, &stage, m * n, &what);
+            compare::<X, i32>(&pack, &packed, x, &stage, m * n, &what);
+            compare::<X, f32>(&pack, &packed, x, &stage, m * n, &what);
+        }
+    }
+}
+
+#[test]
+fn gemm_extreme_values_match_reference() {
+    let mut rng = Rng(10);
+    for (m, k, n) in [(1, 3, 5), (7, 17, 70), (13, 70, 17), (6, 5, 64)] {
+        for wv in [-128i8, 127] {
+            let w = vec![wv; n * k];
+            for xv in [-128i8, 127] {
+                let label = format!("GEMM {m}x{k}x{n}, int8 data {xv}, weights {wv}");
+                check_gemm(&mut rng, m, &vec![xv; m * k], &w, &label);
+            }
+            for xv in [0u8, 255] {
+                let label = format!("GEMM {m}x{k}x{n}, uint8 data {xv}, weights {wv}");
+                check_gemm(&mut rng, m, &vec![xv; m * k], &w, &label);
+            }
+        }
+        let w: Vec<i8> = rng.bytes(n * k);
+        let xs: Vec<i8> = rng.bytes(m * k);
+        check_gemm(
+            &mut rng,
+            m,
+            &xs,
+            &w,
+            &format!("GEMM {m}x{k}x{n}, int8 data"),
+        );
+    }
+}
+
 #[test]
 fn public_entry_points_match_reference() {
     // Whatever tier `MXNET_INT8_ISA` and this CPU select, twice, so the

@@ -1,9 +1,11 @@
 //! AVX-512 VNNI microkernel: `vpdpbusd` on unsigned data bytes and signed
 //! weight bytes.
 //!
-//! Signed data is flipped to unsigned by XOR 0x80 (`u = s + 128`) after the
-//! broadcast. The extra `128 · Σ w` is removed by starting each accumulator
-//! at `-128 · Σ w`, computed at pack time. All int32 arithmetic wraps, so
+//! The kernel reads uint8 data only. Signed data arrives flipped to uint8
+//! by XOR 0x80 (`u = s + 128`), done once per image when the padded copy is
+//! written, so the inner loop has no XOR on the ports `vpdpbusd` uses. The
+//! extra `128 · Σ w` is removed by starting each accumulator at
+//! `-128 · Σ w`, computed at pack time. All int32 arithmetic wraps, so
 //! intermediate sums may overflow: the result is exact whenever the true
 //! dot product fits in int32, whatever the reduction length.
 
@@ -17,9 +19,9 @@ pub(super) const TILE_PIXELS: usize = 6;
 pub(super) const TILE_PANELS: usize = 4;
 
 #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn tile<const MR: usize, const NV: usize, const SIGNED: bool>(args: &TileArgs) {
+unsafe fn tile<const MR: usize, const NV: usize, const SHIFTED: bool>(args: &TileArgs) {
     let mut acc = [[_mm512_setzero_si512(); NV]; MR];
-    if SIGNED {
+    if SHIFTED {
         for v in 0..NV {
             // SAFETY: `init` has 16 values per panel of the tile.
             let start = unsafe { _mm512_loadu_si512(args.init.add(16 * v).cast()) };
@@ -28,9 +30,6 @@ unsafe fn tile<const MR: usize, const NV: usize, const SIGNED: bool>(args: &Tile
             }
         }
     }
-    // Opaque to the optimizer, so the XOR stays on the broadcast vector
-    // instead of moving before a register-to-register broadcast (a shuffle).
-    let flip = std::hint::black_box(_mm512_set1_epi32(0x8080_8080u32 as i32));
     let step_bytes = 64;
     for (t, &offset) in args.tap_offsets.iter().enumerate() {
         // SAFETY: the caller guarantees every derived address is readable.
@@ -45,10 +44,7 @@ unsafe fn tile<const MR: usize, const NV: usize, const SIGNED: bool>(args: &Tile
                 }
                 for (m, row) in acc.iter_mut().enumerate() {
                     let dword = rows[m].add(4 * s).cast::<i32>().read_unaligned();
-                    let mut x = _mm512_set1_epi32(dword);
-                    if SIGNED {
-                        x = _mm512_xor_si512(x, flip);
-                    }
+                    let x = _mm512_set1_epi32(dword);
                     for (a, &wv) in row.iter_mut().zip(&w) {
                         *a = _mm512_dpbusd_epi32(*a, x, wv);
                     }
@@ -64,8 +60,8 @@ unsafe fn tile<const MR: usize, const NV: usize, const SIGNED: bool>(args: &Tile
     }
 }
 
-fn for_pixels<const MR: usize>(panels: usize, signed: bool) -> TileFn {
-    match (panels, signed) {
+fn for_pixels<const MR: usize>(panels: usize, shifted: bool) -> TileFn {
+    match (panels, shifted) {
         (1, false) => tile::<MR, 1, false>,
         (2, false) => tile::<MR, 2, false>,
         (3, false) => tile::<MR, 3, false>,
@@ -78,16 +74,17 @@ fn for_pixels<const MR: usize>(panels: usize, signed: bool) -> TileFn {
     }
 }
 
-/// Returns the microkernel for `pixels` (1..=6) by `panels` (1..=4). It
-/// shifts `signed` data by +128.
-pub(super) fn select(pixels: usize, panels: usize, signed: bool) -> TileFn {
+/// Returns the microkernel for `pixels` (1..=6) by `panels` (1..=4) on
+/// uint8 data. With `shifted`, the data is int8 plus 128 and the
+/// accumulators start at the correction in [`TileArgs::init`].
+pub(super) fn select(pixels: usize, panels: usize, shifted: bool) -> TileFn {
     match pixels {
-        1 => for_pixels::<1>(panels, signed),
-        2 => for_pixels::<2>(panels, signed),
-        3 => for_pixels::<3>(panels, signed),
-        4 => for_pixels::<4>(panels, signed),
-        5 => for_pixels::<5>(panels, signed),
-        6 => for_pixels::<6>(panels, signed),
+        1 => for_pixels::<1>(panels, shifted),
+        2 => for_pixels::<2>(panels, shifted),
+        3 => for_pixels::<3>(panels, shifted),
+        4 => for_pixels::<4>(panels, shifted),
+        5 => for_pixels::<5>(panels, shifted),
+        6 => for_pixels::<6>(panels, shifted),
         _ => unreachable!("VNNI tiles have 1 to {TILE_PIXELS} pixels, not {pixels}"),
     }
 }
