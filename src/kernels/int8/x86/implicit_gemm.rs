@@ -3,12 +3,14 @@
 //! Output pixels (batch and spatial positions flattened) are the GEMM rows
 //! and each group's output channels its columns. A tile of up to 6 pixels
 //! reads its data in place when every tap of every pixel is inside the
-//! input. The AVX-512 VNNI and AVX2 tiers first copy each image with the
-//! padding written out (see [`DataCopy`]), so every tile reads in place.
-//! Elsewhere (the AVX-512 BW tier, and uint8 data without padding on the
-//! VNNI tier) a tile with a tap outside the input is staged: its taps are
-//! copied with the padding filled in, and the microkernel runs on that copy. A 1x1 convolution with stride 1 and a fully connected layer
-//! are the plain GEMM case: one tap, pixels one row apart.
+//! input. The AVX-512 VNNI and AVX2 tiers first copy the input, a few
+//! images at a time, with the padding written out (see [`DataCopy`]), so
+//! every tile reads in place. Elsewhere (the AVX-512 BW tier, and uint8
+//! data without padding on the VNNI tier) a tile with a tap outside the
+//! input is staged: its taps are copied with the padding filled in, and the
+//! microkernel runs on that copy. A 1x1 convolution with stride 1 and a
+//! fully connected layer are the plain GEMM case: one tap, pixels one row
+//! apart.
 
 use std::cell::RefCell;
 use std::thread::LocalKey;
@@ -27,12 +29,12 @@ use crate::kernels::int8::isa::Isa;
 pub(super) enum DataCopy {
     /// In place, with tiles that touch the padding staged tap by tap.
     InPlace,
-    /// From a byte copy of each image with the padding written out. int8
+    /// From a byte copy of the input with the padding written out. int8
     /// data is stored as uint8 `s + 128` (`s ^ 0x80`, padding 0x80), so the
     /// microkernel only takes uint8 data and starts its accumulators at the
     /// `-128 · Σ w` correction. uint8 data without padding is read in place.
     Bytes,
-    /// From a copy of each image widened to int16, with 0 in the padding.
+    /// From a copy of the input widened to int16, with 0 in the padding.
     Widened,
 }
 
@@ -346,7 +348,15 @@ fn plan_jobs(groups: usize, panels_per_group: usize, tiling: Tiling, tiles: usiz
     jobs
 }
 
-/// The arguments of [`run`] that stay the same for every image.
+/// Bytes of padded input copied and then convolved at a time. Large images
+/// go one at a time, so the copy stays in cache while the convolution
+/// reads it (256 KiB is a fraction of the 1-2 MiB per-core L2 of AVX-512
+/// CPUs). Small images are grouped, so they share the fork-join costs of
+/// one copy and one convolution. Tests use a tiny budget, so that their
+/// small shapes run both cases.
+const COPY_BUDGET: usize = if cfg!(test) { 1024 } else { 256 * 1024 };
+
+/// The arguments of [`run`] that stay the same for every part of the batch.
 #[derive(Clone, Copy)]
 struct Call<'a> {
     isa: Isa,
@@ -390,48 +400,64 @@ pub(super) unsafe fn run(
         DataCopy::Bytes if !signed && geom.pad == [0; 3] => DataCopy::InPlace,
         copy => copy,
     };
-    // Images are copied and convolved one at a time, so that the copy
-    // stays in cache while the convolution reads it.
+    let elem = if copy == DataCopy::Widened { 2 } else { 1 };
     let image = ConvGeometry { batch: 1, ..*geom };
-    let padded = padded_geometry(&image);
+    let image_bytes = padded_geometry(&image).input_len() * elem;
+    let per_copy = (COPY_BUDGET / image_bytes.max(1)).clamp(1, geom.batch.max(1));
     let in_len = image.input_len();
     let out_pixels: usize = geom.output.iter().product();
     // The last step of a tap reads up to 3 channels past the group's
     // channels, so each copy is followed by that many spare elements (any
     // value: they meet zero weights). Then no tile of a copy needs staging.
-    let copy_len = padded.input_len();
-    let len = copy_len + STEP_CHANNELS - 1;
-    let images = (0..geom.batch).map(|n| (n * out_pixels, &input[n * in_len..][..in_len]));
+    let spare = STEP_CHANNELS - 1;
+    let largest = padded_geometry(&ConvGeometry {
+        batch: per_copy,
+        ..*geom
+    });
+    let len = largest.input_len() + spare;
+    // Each part: its first image, its images' input and its padded geometry.
+    let parts = (0..geom.batch).step_by(per_copy).map(|first| {
+        let batch = per_copy.min(geom.batch - first);
+        let part = ConvGeometry { batch, ..*geom };
+        (first, &input[first * in_len..][..batch * in_len], part)
+    });
     match copy {
         // SAFETY: forwarded from the caller.
         DataCopy::InPlace => unsafe { run_on(&call, geom, input, 1, 0, 0) },
         DataCopy::Bytes => with_buffer(&PADDED, len, |buffer| {
-            for (first_pixel, src) in images {
+            for (first, src, part) in parts {
+                let padded = padded_geometry(&part);
+                let copy_len = padded.input_len();
                 let copy = &mut buffer[..copy_len];
                 if signed {
-                    write_padded(src, &image, &padded, copy, 0x80, |b| b ^ 0x80);
+                    write_padded(src, &part, &padded, copy, 0x80, |b| b ^ 0x80);
                 } else {
-                    write_padded(src, &image, &padded, copy, 0, |b| b);
+                    write_padded(src, &part, &padded, copy, 0, |b| b);
                 }
                 let zero = if signed { 0x80 } else { 0 };
-                // SAFETY: forwarded from the caller. The copy contains this
-                // image's convolution input for `padded`, shifted to uint8
-                // when `signed`, as the kernel for `signed` expects it.
-                unsafe { run_on(&call, &padded, buffer, 1, zero, first_pixel) };
+                let data = &buffer[..copy_len + spare];
+                // SAFETY: forwarded from the caller. The copy contains the
+                // convolution input of images `first..` for `padded`,
+                // shifted to uint8 when `signed`, as the kernel for
+                // `signed` expects it.
+                unsafe { run_on(&call, &padded, data, 1, zero, first * out_pixels) };
             }
         }),
         DataCopy::Widened => with_buffer(&WIDENED, len, |buffer| {
-            for (first_pixel, src) in images {
+            for (first, src, part) in parts {
+                let padded = padded_geometry(&part);
+                let copy_len = padded.input_len();
                 let copy = &mut buffer[..copy_len];
                 if signed {
-                    write_padded(src, &image, &padded, copy, 0, |b| b as i8 as i16);
+                    write_padded(src, &part, &padded, copy, 0, |b| b as i8 as i16);
                 } else {
-                    write_padded(src, &image, &padded, copy, 0, |b| b as i16);
+                    write_padded(src, &part, &padded, copy, 0, |b| b as i16);
                 }
-                let bytes: &[u8] = bytemuck::cast_slice(buffer);
-                // SAFETY: forwarded from the caller. The copy contains this
-                // image's convolution input for `padded`, 2 bytes per element.
-                unsafe { run_on(&call, &padded, bytes, 2, 0, first_pixel) };
+                let data: &[u8] = bytemuck::cast_slice(&buffer[..copy_len + spare]);
+                // SAFETY: forwarded from the caller. The copy contains the
+                // convolution input of images `first..` for `padded`, 2
+                // bytes per element.
+                unsafe { run_on(&call, &padded, data, 2, 0, first * out_pixels) };
             }
         }),
     }
