@@ -491,56 +491,93 @@ unsafe fn run_on(
     let split = TileSplit::new(pixels, tiles);
     let shape = panels.shape;
     let jobs = plan_jobs(shape.groups, shape.panels_per_group(), tiling, tiles);
+    // A 1x1, stride-1, unpadded geometry reads pixel `p` at `p` input pixels
+    // from the start, which needs no per-pixel position arithmetic.
+    let plain = (0..3).all(|i| {
+        geom.kernel[i] == 1
+            && geom.stride[i] == 1
+            && geom.pad[i] == 0
+            && geom.input[i] == geom.output[i]
+    });
+    let pixel_bytes = geom.in_channels * elem;
     jobs.par_iter().for_each(|job| {
         let mut staging = Vec::new();
-        let mut result = [0i32; MAX_TILE_PIXELS * TILE_ROW];
+        let mut result = [0i32; STRIP_TILES * MAX_TILE_PIXELS * TILE_ROW];
         let first_channel = job.panel * PANEL;
         let channels = (shape.out_per_group - first_channel).min(job.panels * PANEL);
+        let group_offset = job.group * shape.in_per_group * elem;
         let mut cursor = Pixel::at(geom, split.start(job.tiles.0));
         let mut tile_pixels = [Pixel::default(); MAX_TILE_PIXELS];
-        for tile in job.tiles.0..job.tiles.1 {
-            let p0 = split.start(tile);
-            let mr = split.start(tile + 1) - p0;
-            let mut bases = [std::ptr::null::<u8>(); MAX_TILE_PIXELS];
-            let mut direct = true;
-            for m in 0..mr {
-                tile_pixels[m] = cursor;
-                cursor.advance(geom);
-                match source.direct_base(&tile_pixels[m], job.group) {
-                    // SAFETY: `direct_base` returns offsets inside the input.
-                    Some(offset) => bases[m] = unsafe { input.as_ptr().add(offset) },
-                    None => direct = false,
+        let channel = job.group * shape.out_per_group + first_channel;
+        for strip in (job.tiles.0..job.tiles.1).step_by(STRIP_TILES) {
+            let strip_end = (strip + STRIP_TILES).min(job.tiles.1);
+            let strip_p0 = split.start(strip);
+            for tile in strip..strip_end {
+                let p0 = split.start(tile);
+                let mr = split.start(tile + 1) - p0;
+                let mut bases = [std::ptr::null::<u8>(); MAX_TILE_PIXELS];
+                let mut direct = true;
+                if plain {
+                    for (m, base) in bases.iter_mut().enumerate().take(mr) {
+                        let offset = (p0 + m) * pixel_bytes + group_offset;
+                        // SAFETY: the pixel is inside the input, and its last
+                        // step reads at most 3 channels past the group, which
+                        // `direct_base` allows only inside the input: checked
+                        // below for the tile's last pixel.
+                        *base = unsafe { input.as_ptr().add(offset) };
+                    }
+                    let last = (p0 + mr - 1) * pixel_bytes + group_offset;
+                    direct = last + source.padded_channels * elem <= input.len();
+                } else {
+                    for m in 0..mr {
+                        tile_pixels[m] = cursor;
+                        cursor.advance(geom);
+                        match source.direct_base(&tile_pixels[m], job.group) {
+                            // SAFETY: `direct_base` returns offsets inside the input.
+                            Some(offset) => bases[m] = unsafe { input.as_ptr().add(offset) },
+                            None => direct = false,
+                        }
+                    }
                 }
+                let tap_offsets = if direct {
+                    &source.image_offsets
+                } else {
+                    if plain {
+                        let mut at = Pixel::at(geom, p0);
+                        for pixel in tile_pixels.iter_mut().take(mr) {
+                            *pixel = at;
+                            at.advance(geom);
+                        }
+                    }
+                    let row = source.staged_row();
+                    staging.resize(tiling.pixels * row, 0);
+                    for m in 0..mr {
+                        let dst = &mut staging[m * row..(m + 1) * row];
+                        source.stage(&tile_pixels[m], job.group, dst);
+                        bases[m] = dst.as_ptr();
+                    }
+                    &source.staged_offsets
+                };
+                let args = TileArgs {
+                    bases,
+                    tap_offsets,
+                    steps: shape.steps(),
+                    panels: panels.panel_ptr(job.group, job.panel),
+                    panel_stride: panels.panel_stride(),
+                    init: panels.correction_ptr(job.group, job.panel),
+                    // SAFETY: the strip's pixels before this tile fill fewer
+                    // than `STRIP_TILES · MAX_TILE_PIXELS` rows of `result`.
+                    out: unsafe { result.as_mut_ptr().add((p0 - strip_p0) * TILE_ROW) },
+                };
+                let kernel = (tiling.select)(mr, job.panels, signed);
+                // SAFETY: the caller guarantees the tier. Every base points to a
+                // pixel whose taps and steps stay inside the input or the staging
+                // rows, as `direct_base` checks and `staged_row` sizes them. The
+                // panel pointers address `job.panels` packed panels, and `result`
+                // has room for this tile's rows.
+                unsafe { kernel(&args) };
             }
-            let tap_offsets = if direct {
-                &source.image_offsets
-            } else {
-                let row = source.staged_row();
-                staging.resize(tiling.pixels * row, 0);
-                for m in 0..mr {
-                    let dst = &mut staging[m * row..(m + 1) * row];
-                    source.stage(&tile_pixels[m], job.group, dst);
-                    bases[m] = dst.as_ptr();
-                }
-                &source.staged_offsets
-            };
-            let args = TileArgs {
-                bases,
-                tap_offsets,
-                steps: shape.steps(),
-                panels: panels.panel_ptr(job.group, job.panel),
-                panel_stride: panels.panel_stride(),
-                init: panels.correction_ptr(job.group, job.panel),
-                out: result.as_mut_ptr(),
-            };
-            let kernel = (tiling.select)(mr, job.panels, signed);
-            // SAFETY: the caller guarantees the tier. Every base points to a
-            // pixel whose taps and steps stay inside the input or the staging
-            // rows, as `direct_base` checks and `staged_row` sizes them. The
-            // panel pointers address `job.panels` packed panels, and `result`
-            // has room for MAX_TILE_PIXELS rows.
-            unsafe { kernel(&args) };
-            let channel = job.group * shape.out_per_group + first_channel;
+            let rows = split.start(strip_end) - strip_p0;
             // SAFETY: the job owns these output elements, which lie inside
             // the output buffer of `geom.output_len()` elements.
             unsafe {
@@ -549,10 +586,10 @@ unsafe fn run_on(
                     plan,
                     &result,
                     TILE_ROW,
-                    mr,
+                    rows,
                     channels,
                     channel,
-                    (first_pixel + p0) * geom.out_channels + channel,
+                    (first_pixel + strip_p0) * geom.out_channels + channel,
                     geom.out_channels,
                     out,
                 )
@@ -560,6 +597,10 @@ unsafe fn run_on(
         }
     });
 }
+
+/// Tiles computed before one call of the output stage, which then handles
+/// all their rows at once.
+const STRIP_TILES: usize = 4;
 
 #[cfg(test)]
 mod tests {
