@@ -57,6 +57,16 @@ const LAYERS: &[Layer] = &[
         pad: 0,
     },
     Layer {
+        name: "1x1 64-256 56",
+        channels: 64,
+        filters: 256,
+        groups: 1,
+        size: 56,
+        kernel: 1,
+        stride: 1,
+        pad: 0,
+    },
+    Layer {
         name: "3x3 256-256 14",
         channels: 256,
         filters: 256,
