@@ -893,3 +893,51 @@ fn set_parameter_wrong_size_rejected() {
         "{err}"
     );
 }
+
+/// Forward passes of separate executors on several threads at once (as
+/// with predictors from `MXPredCreateMultiThread`) finish, and each gives
+/// the output of a pass run alone. One pass at a time keeps the pool's
+/// workers polling; the others must neither wait on it forever nor change
+/// its results.
+#[test]
+fn concurrent_passes_match_single_pass() {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    let (graph, mut spec) = fixture("resnet_v1_net_auto");
+    spec.input_shapes.push(("data".into(), vec![2, 3, 32, 32]));
+    let x = pseudo_input(&[2, 3, 32, 32], 11);
+    let mut alone = bind(graph.clone(), &spec);
+    alone.set_argument("data", x.bytes()).unwrap();
+    alone.forward().unwrap();
+    let want = alone.output(0).unwrap().clone();
+
+    let (done, finished) = mpsc::channel();
+    for t in 0..4 {
+        let (graph, spec, x, want, done) = (
+            graph.clone(),
+            spec.clone(),
+            x.clone(),
+            want.clone(),
+            done.clone(),
+        );
+        std::thread::spawn(move || {
+            let mut exec = bind(graph, &spec);
+            exec.set_argument("data", x.bytes()).unwrap();
+            for round in 0..20 {
+                exec.forward().unwrap();
+                let got = exec.output(0).unwrap();
+                assert!(
+                    differ(got, &want, 0.0).is_none(),
+                    "thread {t} round {round}"
+                );
+            }
+            done.send(t).unwrap();
+        });
+    }
+    for _ in 0..4 {
+        finished
+            .recv_timeout(Duration::from_secs(120))
+            .expect("a thread failed or its passes did not finish within 120 s");
+    }
+}

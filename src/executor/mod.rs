@@ -387,7 +387,7 @@ impl Executor {
         if monitor.is_some() {
             self.set_keep_all_steps(true)?;
         }
-        pool::pool().install(|| {
+        pool::run_hot(|| {
             for i in 0..self.steps.len() {
                 if include_inputs {
                     if let Some(m) = monitor.as_deref_mut() {
@@ -402,7 +402,7 @@ impl Executor {
 
     /// Runs the whole graph and returns the wall time of each step.
     pub fn forward_timed(&mut self) -> Result<Vec<std::time::Duration>> {
-        pool::pool().install(|| {
+        pool::run_hot(|| {
             let mut times = Vec::with_capacity(self.steps.len());
             for i in 0..self.steps.len() {
                 let t = std::time::Instant::now();

@@ -42,6 +42,9 @@ pub(super) enum DataCopy {
 #[derive(Clone, Copy)]
 pub(super) struct Tiling {
     pub pixels: usize,
+    /// Pixels per tile when a group has at most 2 panels, so that narrow
+    /// layers still fill the accumulator registers.
+    pub narrow_pixels: usize,
     pub panels: usize,
     /// Returns the microkernel for (pixels, panels, signed). With
     /// [`DataCopy::Bytes`], `signed` means int8 data shifted to uint8.
@@ -487,9 +490,14 @@ unsafe fn run_on(
     } = *call;
     let source = Source::new(geom, input, elem, zero);
     let pixels = geom.batch * geom.output.iter().product::<usize>();
-    let tiles = pixels.div_ceil(tiling.pixels);
-    let split = TileSplit::new(pixels, tiles);
     let shape = panels.shape;
+    let tile_size = if shape.panels_per_group() <= 2 {
+        tiling.narrow_pixels
+    } else {
+        tiling.pixels
+    };
+    let tiles = pixels.div_ceil(tile_size);
+    let split = TileSplit::new(pixels, tiles);
     let jobs = plan_jobs(shape.groups, shape.panels_per_group(), tiling, tiles);
     // A 1x1, stride-1, unpadded geometry reads pixel `p` at `p` input pixels
     // from the start, which needs no per-pixel position arithmetic.
@@ -550,7 +558,7 @@ unsafe fn run_on(
                         }
                     }
                     let row = source.staged_row();
-                    staging.resize(tiling.pixels * row, 0);
+                    staging.resize(tile_size * row, 0);
                     for m in 0..mr {
                         let dst = &mut staging[m * row..(m + 1) * row];
                         source.stage(&tile_pixels[m], job.group, dst);

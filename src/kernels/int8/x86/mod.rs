@@ -100,18 +100,21 @@ fn tiling(isa: Isa) -> Tiling {
     match isa {
         Isa::Avx512Vnni => Tiling {
             pixels: vnni::TILE_PIXELS,
+            narrow_pixels: vnni::NARROW_TILE_PIXELS,
             panels: vnni::TILE_PANELS,
             select: vnni::select,
             copy: DataCopy::Bytes,
         },
         Isa::Avx512Bw => Tiling {
             pixels: madd::AVX512_TILE_PIXELS,
+            narrow_pixels: madd::AVX512_TILE_PIXELS,
             panels: madd::AVX512_TILE_PANELS,
             select: madd::select_avx512,
             copy: DataCopy::InPlace,
         },
         Isa::Avx2 | Isa::Scalar => Tiling {
             pixels: madd::AVX2_TILE_PIXELS,
+            narrow_pixels: madd::AVX2_TILE_PIXELS,
             panels: 1,
             select: madd::select_avx2_pairs,
             copy: DataCopy::Widened,

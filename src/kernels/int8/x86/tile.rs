@@ -1,7 +1,7 @@
 //! The arguments of a register-tile microkernel.
 
 /// Most output pixels of one register tile in any tier.
-pub(super) const MAX_TILE_PIXELS: usize = 6;
+pub(super) const MAX_TILE_PIXELS: usize = 12;
 
 /// int32 values per pixel row of a tile's result buffer: the widest tile
 /// (4 panels of 16 channels).

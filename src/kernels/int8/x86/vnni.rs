@@ -22,6 +22,9 @@ use super::tile::{TileArgs, TileFn, TILE_ROW};
 pub(super) const TILE_PIXELS: usize = 6;
 pub(super) const TILE_PANELS: usize = 4;
 
+/// Pixels of a tile of 1 or 2 panels: 12 by 2 is 24 accumulators again.
+pub(super) const NARROW_TILE_PIXELS: usize = 12;
+
 #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn tile<const MR: usize, const NV: usize, const SHIFTED: bool>(args: &TileArgs) {
     let mut acc = [[_mm512_setzero_si512(); NV]; MR];
@@ -78,7 +81,19 @@ fn for_pixels<const MR: usize>(panels: usize, shifted: bool) -> TileFn {
     }
 }
 
-/// Returns the microkernel for `pixels` (1..=6) by `panels` (1..=4) on
+/// Tiles of more than [`TILE_PIXELS`] pixels, which have 1 or 2 panels.
+fn for_narrow<const MR: usize>(panels: usize, shifted: bool) -> TileFn {
+    match (panels, shifted) {
+        (1, false) => tile::<MR, 1, false>,
+        (2, false) => tile::<MR, 2, false>,
+        (1, true) => tile::<MR, 1, true>,
+        (2, true) => tile::<MR, 2, true>,
+        _ => unreachable!("VNNI tiles of {MR} pixels have 1 or 2 panels, not {panels}"),
+    }
+}
+
+/// Returns the microkernel for `pixels` (1..=6, or up to 12 with 1 or 2
+/// panels) by `panels` (1..=4) on
 /// uint8 data. With `shifted`, the data is int8 plus 128 and the
 /// accumulators start at the correction in [`TileArgs::init`].
 pub(super) fn select(pixels: usize, panels: usize, shifted: bool) -> TileFn {
@@ -89,7 +104,13 @@ pub(super) fn select(pixels: usize, panels: usize, shifted: bool) -> TileFn {
         4 => for_pixels::<4>(panels, shifted),
         5 => for_pixels::<5>(panels, shifted),
         6 => for_pixels::<6>(panels, shifted),
-        _ => unreachable!("VNNI tiles have 1 to {TILE_PIXELS} pixels, not {pixels}"),
+        7 => for_narrow::<7>(panels, shifted),
+        8 => for_narrow::<8>(panels, shifted),
+        9 => for_narrow::<9>(panels, shifted),
+        10 => for_narrow::<10>(panels, shifted),
+        11 => for_narrow::<11>(panels, shifted),
+        12 => for_narrow::<12>(panels, shifted),
+        _ => unreachable!("VNNI tiles have 1 to {NARROW_TILE_PIXELS} pixels, not {pixels}"),
     }
 }
 
