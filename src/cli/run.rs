@@ -152,7 +152,7 @@ fn bind(symbol: &str, params: &str, input_name: &str, input: &Tensor) -> Result<
     create(&json, &params, input_name, input)
 }
 
-/// The symbol JSON text and the parameter file's bytes.
+/// Reads the symbol JSON text and the parameter file's bytes.
 fn read_model(symbol: &str, params: &str) -> Result<(String, Vec<u8>)> {
     let json = String::from_utf8(read_file(symbol)?)
         .map_err(|_| Error::invalid(format!("{symbol} is not UTF-8 text")))?;

@@ -45,22 +45,23 @@ pub fn pool() -> &'static rayon::ThreadPool {
     })
 }
 
-/// Forward passes inside [`run_hot`]; only the one that finds 0 polls.
+/// Number of forward passes inside [`run_hot`]. Only a pass that finds 0
+/// here makes the workers poll.
 static HOT_PASSES: AtomicUsize = AtomicUsize::new(0);
 
-/// A polling task returns after this long without finding work, so a task
-/// that ends up waiting for its own pass cannot hold its thread for longer.
+/// Time without work after which a polling task returns, so a task that
+/// ends up waiting for its own pass cannot hold its thread for longer.
 const IDLE_LIMIT: Duration = Duration::from_millis(2);
 
 /// Runs `f` in the pool while every other worker waits for work by polling
 /// instead of sleeping.
 ///
 /// A forward pass is a chain of short parallel regions. A rayon worker with
-/// nothing to do soon goes to sleep, and waking it at
-/// the next region costs a good part of a small layer. Here each other
-/// worker runs a task that takes pending jobs with [`rayon::yield_now`]
-/// until `f` returns or it has found no work for [`IDLE_LIMIT`]: like the
-/// spinning threads of OpenMP, it uses its core during the pass. Only one
+/// nothing to do soon goes to sleep, and waking it again delays the next
+/// region. Here each other worker runs a task that takes pending jobs with
+/// [`rayon::yield_now`] until `f` returns or it has found no work for
+/// [`IDLE_LIMIT`]. Like the spinning threads of OpenMP, it uses its core
+/// during the pass. Only one
 /// pass at a time polls. A pass that starts while another one polls (from
 /// predictors used on several threads) runs as a plain `install`, so no two
 /// passes wait on each other's polling tasks.

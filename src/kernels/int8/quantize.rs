@@ -27,7 +27,7 @@ pub fn quantize<T: QuantElem>(src: &[f32], scale: f32, dst: &mut [T]) {
         .for_each(|(d, s)| quantize_serial(s, scale, d));
 }
 
-/// [`quantize`] on the calling thread, with SIMD where the CPU has it.
+/// Runs [`quantize`] on the calling thread, with SIMD where the CPU has it.
 fn quantize_serial<T: QuantElem>(src: &[f32], scale: f32, dst: &mut [T]) {
     #[cfg(target_arch = "x86_64")]
     {
@@ -42,7 +42,8 @@ fn quantize_serial<T: QuantElem>(src: &[f32], scale: f32, dst: &mut [T]) {
     quantize_reference(src, scale, dst);
 }
 
-/// The scalar form of [`quantize`], which the SIMD form matches bit for bit.
+/// Quantizes as [`quantize`] does, in plain Rust: the reference that the
+/// SIMD form matches bit for bit.
 pub fn quantize_reference<T: QuantElem>(src: &[f32], scale: f32, dst: &mut [T]) {
     for (d, &x) in dst.iter_mut().zip(src) {
         *d = T::saturate(x * scale);
@@ -52,8 +53,8 @@ pub fn quantize_reference<T: QuantElem>(src: &[f32], scale: f32, dst: &mut [T]) 
 /// Pixels per parallel task of [`quantize_channels_last`].
 const PIXEL_BLOCK: usize = 256;
 
-/// [`quantize`] of channels-first data (`batch`, `channels`, `spatial`)
-/// written channels-last: `dst[(n·spatial + s)·channels + c]` is the
+/// Quantizes channels-first data (`batch`, `channels`, `spatial`) as
+/// [`quantize`] does and writes it channels-last: `dst[(n·spatial + s)·channels + c]` is the
 /// quantized `src[(n·channels + c)·spatial + s]`.
 ///
 /// # Panics

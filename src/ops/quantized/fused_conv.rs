@@ -285,8 +285,8 @@ impl FusedConv {
         Ok(q)
     }
 
-    /// The output stage for these scales, reused while they stay the same
-    /// (they do between forward passes of a calibrated model).
+    /// Returns the output stage for these scales, built again only when they
+    /// change (they stay the same between forward passes of a calibrated model).
     fn stage_for(
         &self,
         q: &Quantized,

@@ -66,33 +66,24 @@ unsafe fn store_tile(
         rows == 0 || (rows - 1) * acc_stride + n <= acc.len(),
         "store_tile: the tile is larger than its accumulators"
     );
+    let store = if isa >= Isa::Avx512Bw {
+        stage::store_tile_avx512
+    } else {
+        stage::store_tile_avx2
+    };
     // SAFETY: forwarded from the caller; the accumulator rows were checked.
     unsafe {
-        if isa >= Isa::Avx512Bw {
-            stage::store_tile_avx512(
-                plan,
-                acc.as_ptr(),
-                acc_stride,
-                rows,
-                n,
-                channel,
-                index,
-                out_stride,
-                out.0,
-            )
-        } else {
-            stage::store_tile_avx2(
-                plan,
-                acc.as_ptr(),
-                acc_stride,
-                rows,
-                n,
-                channel,
-                index,
-                out_stride,
-                out.0,
-            )
-        }
+        store(
+            plan,
+            acc.as_ptr(),
+            acc_stride,
+            rows,
+            n,
+            channel,
+            index,
+            out_stride,
+            out.0,
+        )
     }
 }
 

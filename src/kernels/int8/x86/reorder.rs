@@ -3,6 +3,7 @@
 
 use std::arch::x86_64::*;
 
+use super::stage::{narrow_avx2, round_saturate_avx2};
 use crate::kernels::int8::isa::{self, Isa};
 
 /// Quantizes `src` into `dst` as int8 (`signed`) or uint8 bytes:
@@ -29,29 +30,14 @@ unsafe fn quantize_avx2(src: &[f32], scale: f32, signed: bool, dst: &mut [u8]) {
     } else {
         (0.0, 255.0)
     };
-    let (lo, hi, s) = (
-        _mm256_set1_ps(lo),
-        _mm256_set1_ps(hi),
-        _mm256_set1_ps(scale),
-    );
+    let s = _mm256_set1_ps(scale);
     let full = src.len() - src.len() % 8;
     for i in (0..full).step_by(8) {
         // SAFETY: `i + 8 <= full <= len` for both slices.
         unsafe {
             let v = _mm256_mul_ps(_mm256_loadu_ps(src.as_ptr().add(i)), s);
-            // NaN compares unordered and becomes 0; the clamp keeps every
-            // other value inside the target range, where `cvtps2dq` rounds
-            // half to even under the default MXCSR.
-            let ordered = _mm256_cmp_ps::<_CMP_ORD_Q>(v, v);
-            let v = _mm256_min_ps(_mm256_max_ps(_mm256_and_ps(v, ordered), lo), hi);
-            let q = _mm256_cvtps_epi32(v);
-            let words =
-                _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256::<1>(q));
-            let bytes = if signed {
-                _mm_packs_epi16(words, words)
-            } else {
-                _mm_packus_epi16(words, words)
-            };
+            // The output stage's conversion: NaN to 0, clamp, round half to even.
+            let bytes = narrow_avx2(round_saturate_avx2(v, lo, hi), !signed);
             _mm_storel_epi64(dst.as_mut_ptr().add(i).cast(), bytes);
         }
     }

@@ -14,6 +14,27 @@ use std::arch::x86_64::*;
 use crate::kernels::int8::elem::{OutputElem, QuantSlice};
 use crate::kernels::int8::output::{Activation, OutputStage, PerChannel};
 
+/// Calls `$columns::<UNSIGNED, ACT, SUM, POST_RELU>$args` with the constants
+/// of the [`FastForm`] `$form`, so each form runs a loop without branches.
+macro_rules! dispatch_form {
+    ($form:expr, $columns:ident, $args:tt) => {
+        dispatch_form!(@arms $form, $columns, $args;
+            false, 0, false, false; false, 0, false, true; false, 0, true, false; false, 0, true, true;
+            false, 1, false, false; false, 1, false, true; false, 1, true, false; false, 1, true, true;
+            false, 2, false, false; false, 2, false, true; false, 2, true, false; false, 2, true, true;
+            true, 0, false, false; true, 0, false, true; true, 0, true, false; true, 0, true, true;
+            true, 1, false, false; true, 1, false, true; true, 1, true, false; true, 1, true, true;
+            true, 2, false, false; true, 2, false, true; true, 2, true, false; true, 2, true, true)
+    };
+    (@arms $form:expr, $columns:ident, $args:tt;
+        $($u:literal, $a:literal, $s:literal, $p:literal);*) => {
+        match ($form.unsigned, $form.act, $form.sum, $form.post_relu) {
+            $(($u, $a, $s, $p) => $columns::<$u, $a, $s, $p> $args,)*
+            _ => unreachable!("activation codes are 0, 1 or 2"),
+        }
+    };
+}
+
 /// Element type of the output buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum OutKind {
@@ -208,8 +229,10 @@ pub(super) unsafe fn store_tile_avx512(
     if let Some(form) = plan.fast.filter(|f| f.finite) {
         // SAFETY: forwarded from the caller.
         return unsafe {
-            store_tile_fast_avx512(
-                plan, form, acc, acc_stride, rows, n, channel, index, out_stride, out,
+            dispatch_form!(
+                form,
+                fast_columns_avx512,
+                (plan, form.clip, acc, acc_stride, rows, n, channel, index, out_stride, out)
             )
         };
     }
@@ -232,7 +255,7 @@ pub(super) unsafe fn store_tile_avx512(
     }
 }
 
-/// The mask of the first `lanes` (at most 16 used) of 16 lanes.
+/// Returns the mask of the first `lanes` of 16 lanes (all 16 for more).
 fn lane_mask(lanes: usize) -> __mmask16 {
     if lanes >= 16 {
         u16::MAX
@@ -241,52 +264,8 @@ fn lane_mask(lanes: usize) -> __mmask16 {
     }
 }
 
-/// Runs [`store_tile_avx512`] in `form`.
-///
-/// # Safety
-/// As [`store_tile_avx512`].
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl")]
-unsafe fn store_tile_fast_avx512(
-    plan: &StagePlan,
-    form: FastForm,
-    acc: *const i32,
-    acc_stride: usize,
-    rows: usize,
-    n: usize,
-    channel: usize,
-    index: usize,
-    out_stride: usize,
-    out: *mut u8,
-) {
-    macro_rules! run {
-        ($($u:literal, $a:literal, $s:literal, $p:literal);*) => {
-            match (form.unsigned, form.act, form.sum, form.post_relu) {
-                $(($u, $a, $s, $p) => {
-                    // SAFETY: forwarded from the caller.
-                    unsafe {
-                        fast_columns_avx512::<$u, $a, $s, $p>(
-                            plan, form.clip, acc, acc_stride, rows, n, channel, index,
-                            out_stride, out,
-                        )
-                    }
-                })*
-                _ => unreachable!("activation codes are 0, 1 or 2"),
-            }
-        };
-    }
-    run!(
-        false, 0, false, false; false, 0, false, true; false, 0, true, false; false, 0, true, true;
-        false, 1, false, false; false, 1, false, true; false, 1, true, false; false, 1, true, true;
-        false, 2, false, false; false, 2, false, true; false, 2, true, false; false, 2, true, true;
-        true, 0, false, false; true, 0, false, true; true, 0, true, false; true, 0, true, true;
-        true, 1, false, false; true, 1, false, true; true, 1, true, false; true, 1, true, true;
-        true, 2, false, false; true, 2, false, true; true, 2, true, false; true, 2, true, true
-    )
-}
-
-/// One form of [`store_tile_fast_avx512`]; see [`fast_columns`] on why an
-/// absent bias or scale may be applied as +0 or ·1.
+/// Stores a tile in one fast form, 16 channels at a time; see
+/// [`fast_columns`] on why an absent bias or scale may be applied as +0 or ·1.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl")]
 unsafe fn fast_columns_avx512<
@@ -549,8 +528,13 @@ pub(super) unsafe fn store_tile_avx2(
         if let Some(form) = plan.fast {
             // SAFETY: forwarded from the caller, for the first `full` channels.
             unsafe {
-                store_tile_fast(
-                    plan, form, acc, acc_stride, rows, full, channel, index, out_stride, out,
+                dispatch_form!(
+                    form,
+                    fast_columns,
+                    (
+                        plan, form.clip, acc, acc_stride, rows, full, channel, index, out_stride,
+                        out
+                    )
                 )
             };
             i = full;
@@ -588,9 +572,9 @@ pub(super) unsafe fn store_tile_avx2(
     }
 }
 
-/// The stage forms that [`store_tile_fast`] runs without branching per
-/// vector: int8 or uint8 output, an optional ReLU or clip, an optional
-/// residual sum and an optional post-sum ReLU.
+/// A stage form that [`fast_columns`] and [`fast_columns_avx512`] run
+/// without branching per vector: int8 or uint8 output, an optional ReLU or
+/// clip, an optional residual sum and an optional post-sum ReLU.
 #[derive(Clone, Copy)]
 struct FastForm {
     unsigned: bool,
@@ -661,51 +645,7 @@ impl FastForm {
     }
 }
 
-/// Runs the first `n` (a multiple of 8) channels of a tile in `form`.
-///
-/// # Safety
-/// As [`store_tile_avx2`].
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx2")]
-unsafe fn store_tile_fast(
-    plan: &StagePlan,
-    form: FastForm,
-    acc: *const i32,
-    acc_stride: usize,
-    rows: usize,
-    n: usize,
-    channel: usize,
-    index: usize,
-    out_stride: usize,
-    out: *mut u8,
-) {
-    macro_rules! run {
-        ($($u:literal, $a:literal, $s:literal, $p:literal);*) => {
-            match (form.unsigned, form.act, form.sum, form.post_relu) {
-                $(($u, $a, $s, $p) => {
-                    // SAFETY: forwarded from the caller.
-                    unsafe {
-                        fast_columns::<$u, $a, $s, $p>(
-                            plan, form.clip, acc, acc_stride, rows, n, channel, index,
-                            out_stride, out,
-                        )
-                    }
-                })*
-                _ => unreachable!("activation codes are 0, 1 or 2"),
-            }
-        };
-    }
-    run!(
-        false, 0, false, false; false, 0, false, true; false, 0, true, false; false, 0, true, true;
-        false, 1, false, false; false, 1, false, true; false, 1, true, false; false, 1, true, true;
-        false, 2, false, false; false, 2, false, true; false, 2, true, false; false, 2, true, true;
-        true, 0, false, false; true, 0, false, true; true, 0, true, false; true, 0, true, true;
-        true, 1, false, false; true, 1, false, true; true, 1, true, false; true, 1, true, true;
-        true, 2, false, false; true, 2, false, true; true, 2, true, false; true, 2, true, true
-    )
-}
-
-/// Runs [`store_tile_fast`] for one form. An absent bias adds +0 and
+/// Stores the first `n` (a multiple of 8) channels of a tile in one fast form. An absent bias adds +0 and
 /// an absent scale multiplies by 1, which leave every value converted from
 /// an int32 unchanged, so the results equal the general stage's.
 #[allow(clippy::too_many_arguments)]
@@ -871,7 +811,7 @@ fn activate_avx2(act: VecAct, v: __m256) -> __m256 {
 }
 
 #[target_feature(enable = "avx2")]
-fn round_saturate_avx2(v: __m256, lo: f32, hi: f32) -> __m256i {
+pub(super) fn round_saturate_avx2(v: __m256, lo: f32, hi: f32) -> __m256i {
     let ordered = _mm256_cmp_ps::<_CMP_ORD_Q>(v, v);
     let v = _mm256_and_ps(v, ordered);
     let v = _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(lo)), _mm256_set1_ps(hi));
@@ -880,7 +820,7 @@ fn round_saturate_avx2(v: __m256, lo: f32, hi: f32) -> __m256i {
 
 /// Narrows 8 int32 lanes already inside the target range to 8 bytes.
 #[target_feature(enable = "avx2")]
-fn narrow_avx2(q: __m256i, unsigned: bool) -> __m128i {
+pub(super) fn narrow_avx2(q: __m256i, unsigned: bool) -> __m128i {
     let words = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256::<1>(q));
     if unsigned {
         _mm_packus_epi16(words, words)
