@@ -118,9 +118,15 @@ impl Tensor {
         })
     }
 
-    /// Builds a zero-filled tensor on an existing buffer, which must be large
-    /// enough; used by the executor to reuse memory between entries.
-    pub fn on_buffer(dtype: DType, shape: &[usize], mut buf: Buffer) -> Result<Tensor> {
+    /// Builds a tensor on an existing buffer, which must be large enough;
+    /// used by the executor to reuse memory between entries. With `clear`
+    /// the elements are zero, otherwise they keep the buffer's bytes.
+    pub fn on_buffer(
+        dtype: DType,
+        shape: &[usize],
+        mut buf: Buffer,
+        clear: bool,
+    ) -> Result<Tensor> {
         let bytes = checked_numel(shape)
             .and_then(|n| n.checked_mul(dtype.size()))
             .filter(|&b| b <= buf.capacity())
@@ -131,7 +137,9 @@ impl Tensor {
                 ))
             })?;
         buf.len = bytes;
-        buf.bytes_mut().fill(0);
+        if clear {
+            buf.bytes_mut().fill(0);
+        }
         Ok(Tensor {
             dtype,
             shape: shape.to_vec(),

@@ -494,7 +494,8 @@ impl Executor {
                 (Value::Owned(t), _) => std::mem::take(t),
                 (Value::Pooled, Some(b)) => {
                     let buf = std::mem::take(&mut self.blocks[b]);
-                    Tensor::on_buffer(self.dtypes[e], &self.shapes[e], buf)?
+                    let clear = !step.op.writes_every_output();
+                    Tensor::on_buffer(self.dtypes[e], &self.shapes[e], buf, clear)?
                 }
                 _ => unreachable!("operator outputs are never parameters"),
             };

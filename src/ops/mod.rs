@@ -75,6 +75,13 @@ pub trait Op: Send + Sync {
         Ok(vec![DType::F32; num_outputs])
     }
 
+    /// True when [`Op::forward`] writes every element of every output, so
+    /// the executor may lend it buffers still holding earlier values
+    /// instead of clearing them. The default is false.
+    fn writes_every_output(&self) -> bool {
+        false
+    }
+
     /// Called once at bind with the inputs whose values are fixed for the
     /// life of the executor (parameters); lets an op pack weights ahead of time.
     fn prepare(&mut self, _constants: &[Option<&Tensor>]) -> Result<()> {

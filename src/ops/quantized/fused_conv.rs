@@ -440,6 +440,12 @@ impl Op for FusedConv {
         }
     }
 
+    /// The convolution writes every output element, and the range outputs
+    /// are filled whole.
+    fn writes_every_output(&self) -> bool {
+        true
+    }
+
     fn set_channels_last(&mut self, inputs: &[bool], outputs: &[bool]) -> Result<()> {
         let data = inputs[0];
         self.order = ConvOrder {

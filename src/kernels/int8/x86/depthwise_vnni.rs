@@ -1,274 +1,423 @@
-//! Depthwise convolution for AVX-512 VNNI: `vpdpbusd` with channels in
-//! int32 lanes and up to 4 horizontal taps of one channel in the 4 bytes of
-//! its lane.
+//! Depthwise convolution for AVX-512 VNNI on channels-last data as it is
+//! stored: 64 channels (one vector of bytes) at a time, with no copy.
 //!
-//! Each job copies the input rows its output rows need to a small tap
-//! buffer, one row at a time as the output rows advance. For each padded
-//! input row, output column `x` and tap group `g` of the kernel width, the
-//! buffer contains one dword per channel whose byte `j` is the input at
-//! column `x·sw - pw + (4g + j)·dw` of that row. So one `vpdpbusd` against
-//! the packed weights (see [`DepthwiseVnniWeights`]) adds 4 taps of 16
-//! channels, and a 3x3 kernel takes 3 per output pixel. Positions outside
-//! the input hold the zero of the data domain.
+//! `vpdpbusd` adds the 4 products of each int32 lane, and in natural order
+//! the 4 bytes of a lane belong to 4 channels. So each tap takes 4
+//! `vpdpbusd` with the same data and the 4 phase vectors of the packed
+//! weights (see [`DepthwiseVnniWeights`]): accumulator `k` gathers the
+//! channels at bytes `4j + k`, and the other 3 products of its lanes meet
+//! weight 0. The output stage runs on these 4 accumulators as they are and
+//! restores channel order while narrowing to bytes: the two saturating packs
+//! put lane `j` of accumulator `k` at byte `16·(j / 4) + 4k + j % 4`, and one
+//! byte shuffle per 128-bit lane moves it to `4j + k`.
 //!
-//! Signed data is stored XOR 0x80 (`u = s + 128`, zero is 0x80) and each
-//! accumulator starts at `-128 · Σ w` of its channel, as in the implicit
-//! GEMM kernel. int32 sums wrap, so the result is exact whenever the true
-//! dot product fits in int32.
+//! When the channel count divides 64 and the stride along the width is 1,
+//! one vector covers `64 / channels` adjacent pixels, so layers of 16 or 32
+//! channels use the full vector width.
+//!
+//! Signed data is flipped to unsigned on load (`u = s + 128`, zero is 0x80)
+//! and each accumulator starts at `-128 · Σ w` of its channel, as in the
+//! implicit GEMM kernel. Padding taps add the data domain's zero. int32 sums
+//! wrap, so the result is exact whenever the true dot product fits in int32.
+//! Stages without a branch-free byte form store the accumulators in channel
+//! order and run the general stage.
 
 use std::arch::x86_64::*;
-use std::cell::RefCell;
-use std::marker::PhantomData;
 
 use rayon::prelude::*;
 
-use super::pack::{DepthwiseVnniWeights, DEPTHWISE_BLOCK, ROW_TAPS};
-use super::stage::StagePlan;
+use super::pack::{DepthwiseVnniWeights, DEPTHWISE_CHUNK};
+use super::stage::{LaneForm, StagePlan};
 use super::{store_tile, SyncPtr};
 use crate::kernels::int8::conv::ConvGeometry;
 use crate::kernels::int8::isa::Isa;
 
-/// Output pixels of one register tile: 8 accumulators plus one weight and
-/// one data vector per `vpdpbusd`.
-const TILE_PIXELS: usize = 8;
+/// Vectors of one register tile: 4 accumulators each, plus 4 weight
+/// vectors, the data vector and the flip constant. `tile` stores at most 6.
+const TILE_VECTORS: usize = 6;
 
-/// One 64-byte line of the tap buffer, so that 512-bit loads are aligned.
+/// Per-lane values of one chunk in accumulator order: `[k][j]` belongs to
+/// the channel at byte `4j + k`.
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
-struct Line([u8; 64]);
+struct Phased<T: Copy>([[T; 16]; 4]);
 
-thread_local! {
-    /// This thread's tap buffer, reused across jobs and calls.
-    static TAPS: RefCell<Vec<Line>> = const { RefCell::new(Vec::new()) };
+/// The stage of one chunk: the accumulators' start values and, for the
+/// byte form, bias and scale in accumulator order.
+#[derive(Clone, Copy)]
+struct ChunkStage {
+    init: Phased<i32>,
+    bias: Phased<f32>,
+    scale: Phased<f32>,
 }
 
-/// Shift correction of unsigned data: accumulators start at 0.
-static NO_CORRECTION: [i32; DEPTHWISE_BLOCK] = [0; DEPTHWISE_BLOCK];
-
-/// Input column of each (output column, tap group, tap) of a convolution,
-/// or `None` where the tap is outside the input or past the kernel width.
-fn tap_columns(geom: &ConvGeometry) -> Vec<Option<usize>> {
-    let taps = geom.kernel[2].div_ceil(ROW_TAPS) * ROW_TAPS;
-    let mut columns = Vec::with_capacity(geom.output[2] * taps);
-    for x in 0..geom.output[2] {
-        for tap in 0..taps {
-            let at = (x * geom.stride[2] + tap * geom.dilate[2]) as isize - geom.pad[2] as isize;
-            let inside = tap < geom.kernel[2] && at >= 0 && at < geom.input[2] as isize;
-            columns.push(inside.then_some(at as usize));
-        }
-    }
-    columns
+/// Where a tile's results go.
+#[derive(Clone, Copy)]
+enum Sink {
+    /// Through the byte form of the stage to the output, vector `v` at
+    /// `out + v · step` bytes.
+    Bytes {
+        form: LaneForm,
+        out: *mut u8,
+        step: usize,
+    },
+    /// As int32 accumulators in channel order, vector `v` at `acc + v · step`.
+    Accumulators { acc: *mut i32, step: usize },
 }
 
-/// Channels `first .. first + count` of one input row as the tap buffer
-/// stores them.
-struct RowSource<'a> {
-    /// The input row, `None` for a row of padding.
-    row: Option<&'a [u8]>,
-    /// Bytes per input column.
-    in_channels: usize,
-    first: usize,
-    count: usize,
-    /// The data domain's zero as stored: 0x80 for int8, 0 for uint8.
-    zero: u8,
-}
-
-/// Stores 16 channels of 4 taps: the 128-bit lane `L` of each of `parts`,
-/// which contain channels 0-3, 4-7, 8-11 and 12-15 of that lane.
-///
-/// # Safety
-/// The CPU must support AVX-512 F, and `at` must have room for 64 bytes.
-#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl")]
-unsafe fn store_lane<const L: i32>(parts: &[__m512i; 4], at: *mut u8) {
-    for (k, &part) in parts.iter().enumerate() {
-        // SAFETY: the caller guarantees 64 bytes at `at`.
-        unsafe { _mm_storeu_si128(at.add(16 * k).cast(), _mm512_extracti32x4_epi32::<L>(part)) };
-    }
-}
-
-/// Writes one row of the tap buffer: for each cell (output column, tap
-/// group) with input columns `columns[4·cell ..]`, `padded` channels (a
-/// multiple of 16) of 4 taps. Channels past `source.count` get arbitrary
-/// bytes, which meet weight 0.
-///
-/// # Safety
-/// The CPU must support AVX-512 BW. `dst` must have room for
-/// `columns.len() · padded` bytes, and every column must be inside the row.
-// NOTE: this takes 16 128-bit stores per 64 channels of a cell and, in
-// perf on MobileNet's 3x3 layers (2-core Xeon, shared), about as much time as
-// the `vpdpbusd` tiles. Full-width stores after a 128-bit lane transpose,
-// or `vpermb` where AVX-512 VBMI exists, may make it cheaper.
-#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl")]
-unsafe fn copy_row(source: &RowSource, columns: &[Option<usize>], padded: usize, dst: &mut [u8]) {
-    let len = columns.len() * padded;
-    let Some(row) = source.row else {
-        dst[..len].fill(source.zero);
-        return;
-    };
-    let flip = _mm512_set1_epi8(source.zero as i8);
-    for (cell, taps) in columns.chunks(ROW_TAPS).enumerate() {
-        let cell_start = cell * padded * ROW_TAPS;
-        for c0 in (0..padded).step_by(4 * DEPTHWISE_BLOCK) {
-            let count = source.count - c0;
-            let mask: __mmask64 = if count >= 64 {
-                u64::MAX
-            } else {
-                (1u64 << count) - 1
-            };
-            let tap = |j: usize| match taps[j] {
-                // SAFETY: the column is inside the row and the mask keeps
-                // the read inside the source's channels of that column.
-                Some(column) => unsafe {
-                    let p = row
-                        .as_ptr()
-                        .add(column * source.in_channels + source.first + c0);
-                    _mm512_xor_si512(_mm512_maskz_loadu_epi8(mask, p.cast()), flip)
-                },
-                None => flip,
-            };
-            let blocks = (padded - c0) / DEPTHWISE_BLOCK;
-            let at = dst[cell_start + c0 * ROW_TAPS..].as_mut_ptr();
-            if blocks < 4 {
-                let lanes = [tap(0), tap(1), tap(2), tap(3)];
-                // SAFETY: `blocks` blocks of 64 bytes from `at` lie inside the cell.
-                unsafe { store_narrow(lanes, blocks, at) };
-                continue;
-            }
-            let (a0, a1, a2, a3) = (tap(0), tap(1), tap(2), tap(3));
-            // Within each 128-bit lane: interleave the bytes of taps 0 and
-            // 1 and of taps 2 and 3, then interleave those byte pairs.
-            let t0 = _mm512_unpacklo_epi8(a0, a1);
-            let t1 = _mm512_unpackhi_epi8(a0, a1);
-            let t2 = _mm512_unpacklo_epi8(a2, a3);
-            let t3 = _mm512_unpackhi_epi8(a2, a3);
-            let parts = [
-                _mm512_unpacklo_epi16(t0, t2),
-                _mm512_unpackhi_epi16(t0, t2),
-                _mm512_unpacklo_epi16(t1, t3),
-                _mm512_unpackhi_epi16(t1, t3),
-            ];
-            // SAFETY: the 4 blocks of this chunk are below `padded`, so
-            // their 256 bytes lie inside the cell.
-            unsafe {
-                store_lane::<0>(&parts, at);
-                store_lane::<1>(&parts, at.add(64));
-                store_lane::<2>(&parts, at.add(128));
-                store_lane::<3>(&parts, at.add(192));
-            }
-        }
-    }
-}
-
-/// Interleaves and stores the first `blocks` (1 to 3) 16-channel blocks of
-/// 4 taps, as [`copy_row`] does for 4, with 128-bit operations only, so a
-/// job of 16 or 32 channels does not pay for 64.
-///
-/// # Safety
-/// The CPU must support AVX-512 BW, and `at` must have room for
-/// `64 · blocks` bytes.
-#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl")]
-unsafe fn store_narrow(taps: [__m512i; 4], blocks: usize, at: *mut u8) {
-    for b in 0..blocks {
-        let lane = |v: __m512i| match b {
-            0 => _mm512_extracti32x4_epi32::<0>(v),
-            1 => _mm512_extracti32x4_epi32::<1>(v),
-            _ => _mm512_extracti32x4_epi32::<2>(v),
-        };
-        let [a0, a1, a2, a3] = taps.map(lane);
-        let t0 = _mm_unpacklo_epi8(a0, a1);
-        let t1 = _mm_unpackhi_epi8(a0, a1);
-        let t2 = _mm_unpacklo_epi8(a2, a3);
-        let t3 = _mm_unpackhi_epi8(a2, a3);
-        let parts = [
-            _mm_unpacklo_epi16(t0, t2),
-            _mm_unpackhi_epi16(t0, t2),
-            _mm_unpacklo_epi16(t1, t3),
-            _mm_unpackhi_epi16(t1, t3),
-        ];
-        for (k, part) in parts.into_iter().enumerate() {
-            // SAFETY: the caller guarantees 64 bytes for block `b`.
-            unsafe { _mm_storeu_si128(at.add(64 * b + 16 * k).cast(), part) };
-        }
-    }
-}
-
-/// Computes `P` consecutive output pixels of one 16-channel block.
-/// `rows[r]` points to tap vector `r` (depth tap, height tap, tap group) of
-/// the tile's first pixel, and pixel `p` is `p · pixel_bytes` further.
-/// Writes the accumulators of pixel `p` to `out + p · out_stride`.
-///
-/// # Safety
-/// The CPU must support AVX-512 VNNI. Every `rows[r] + p · pixel_bytes`
-/// must be 64 readable, 64-byte aligned bytes, `weights` must contain
-/// `rows.len()` aligned vectors, `init` 16 values, and each output 16 values.
-#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn tile<const P: usize>(
-    rows: &[*const u8],
-    pixel_bytes: usize,
+/// The inputs of one tile: for each tap, the data of vector 0 at
+/// `tap + offset` (a null tap is padding); vector `v` reads `step` bytes
+/// further.
+struct TileInput<'a> {
+    taps: &'a [*const u8],
+    offset: usize,
+    step: usize,
+    mask: __mmask64,
+    /// The chunk's weights: 4 vectors per tap.
     weights: *const u8,
-    init: *const i32,
-    out: *mut i32,
-    out_stride: usize,
-) {
-    // SAFETY (all loads and stores): guaranteed by the caller.
-    let start = unsafe { _mm512_loadu_si512(init.cast()) };
-    let mut acc = [start; P];
-    for (r, &row) in rows.iter().enumerate() {
-        let w = unsafe { _mm512_load_si512(weights.add(64 * r).cast()) };
-        for (p, a) in acc.iter_mut().enumerate() {
-            let x = unsafe { _mm512_load_si512(row.add(p * pixel_bytes).cast()) };
-            *a = _mm512_dpbusd_epi32(*a, x, w);
-        }
+}
+
+/// Byte order that undoes the packs' interleaving within a 128-bit lane:
+/// output byte `4i + k` comes from byte `4k + i`.
+const UNPACK_ORDER: [i8; 64] = {
+    let mut order = [0i8; 64];
+    let mut b = 0;
+    while b < 64 {
+        let within = b % 16;
+        order[b] = ((b / 16) * 16 + 4 * (within % 4) + within / 4) as i8;
+        b += 1;
     }
-    for (p, &a) in acc.iter().enumerate() {
-        unsafe { _mm512_storeu_si512(out.add(p * out_stride).cast(), a) };
+    order
+};
+
+/// The mask of the first `count` (at most 64) bytes.
+fn byte_mask(count: usize) -> __mmask64 {
+    if count >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << count) - 1
     }
 }
 
-type TileFn = unsafe fn(&[*const u8], usize, *const u8, *const i32, *mut i32, usize);
+/// Applies the byte form to one vector's accumulators `$acc` (an array of
+/// 4) and evaluates to its bytes in channel order. A macro, so that it
+/// expands inside the tile kernel with its target features.
+///
+/// The saturating packs clamp every int32 into the output type. So an
+/// unsigned output needs no ReLU (it only changes values that store 0
+/// anyway), and the upper bound is only needed where the conversion could
+/// overflow (it turns values of 2^31 or more into -2^31). No value is NaN
+/// (`lane_form` requires it).
+macro_rules! stage_bytes {
+    ($acc:expr, $stage:expr, $form:expr, $order:expr) => {{
+        let (acc, stage, form): ([__m512i; 4], &ChunkStage, LaneForm) = ($acc, $stage, $form);
+        let zero = _mm512_setzero_ps();
+        let high = _mm512_set1_ps(if form.unsigned { 255.0 } else { 127.0 });
+        let (lo, hi) = (_mm512_set1_ps(form.clip.0), _mm512_set1_ps(form.clip.1));
+        let relu = !form.unsigned && form.act == 1;
+        let post_relu = !form.unsigned && form.post_relu;
+        let bound = !form.in_int32 || form.act == 2;
+        let mut q = [_mm512_setzero_si512(); 4];
+        for k in 0..4 {
+            // SAFETY: the parameters are 64-byte aligned arrays of 16 lanes.
+            let (bias, scale) = unsafe {
+                (
+                    _mm512_load_ps(stage.bias.0[k].as_ptr()),
+                    _mm512_load_ps(stage.scale.0[k].as_ptr()),
+                )
+            };
+            let mut v = _mm512_mul_ps(_mm512_add_ps(_mm512_cvtepi32_ps(acc[k]), bias), scale);
+            if relu {
+                v = _mm512_max_ps(v, zero);
+            } else if form.act == 2 {
+                v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+            }
+            if post_relu {
+                v = _mm512_max_ps(v, zero);
+            }
+            if bound {
+                v = _mm512_min_ps(v, high);
+            }
+            q[k] = _mm512_cvtps_epi32(v);
+        }
+        let low = _mm512_packs_epi32(q[0], q[1]);
+        let high = _mm512_packs_epi32(q[2], q[3]);
+        let bytes = if form.unsigned {
+            _mm512_packus_epi16(low, high)
+        } else {
+            _mm512_packs_epi16(low, high)
+        };
+        _mm512_shuffle_epi8(bytes, $order)
+    }};
+}
 
-/// Tile kernels by pixel count, 1 to [`TILE_PIXELS`].
-const TILES: [TileFn; TILE_PIXELS] = [
-    tile::<1>, tile::<2>, tile::<3>, tile::<4>, tile::<5>, tile::<6>, tile::<7>, tile::<8>,
+/// Stores one vector's accumulators as 64 int32 in channel (byte) order.
+///
+/// # Safety
+/// The CPU must support AVX-512 F, and `out` must have room for 64 values.
+#[inline]
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl")]
+unsafe fn store_accumulators(acc: [__m512i; 4], out: *mut i32) {
+    // Within each 128-bit lane, a 4x4 transpose of the 4 accumulators puts
+    // lane `j` of each next to each other: `u[m]` holds, in 128-bit lane
+    // `l`, bytes `16l + 4m .. 16l + 4m + 4`.
+    let t0 = _mm512_unpacklo_epi32(acc[0], acc[1]);
+    let t1 = _mm512_unpackhi_epi32(acc[0], acc[1]);
+    let t2 = _mm512_unpacklo_epi32(acc[2], acc[3]);
+    let t3 = _mm512_unpackhi_epi32(acc[2], acc[3]);
+    let u0 = _mm512_unpacklo_epi64(t0, t2);
+    let u1 = _mm512_unpackhi_epi64(t0, t2);
+    let u2 = _mm512_unpacklo_epi64(t1, t3);
+    let u3 = _mm512_unpackhi_epi64(t1, t3);
+    // A 4x4 transpose of 128-bit lanes then gathers lane `l` of every `u`.
+    let s0 = _mm512_shuffle_i32x4::<0x44>(u0, u1);
+    let s1 = _mm512_shuffle_i32x4::<0x44>(u2, u3);
+    let s2 = _mm512_shuffle_i32x4::<0xEE>(u0, u1);
+    let s3 = _mm512_shuffle_i32x4::<0xEE>(u2, u3);
+    let rows = [
+        _mm512_shuffle_i32x4::<0x88>(s0, s1),
+        _mm512_shuffle_i32x4::<0xDD>(s0, s1),
+        _mm512_shuffle_i32x4::<0x88>(s2, s3),
+        _mm512_shuffle_i32x4::<0xDD>(s2, s3),
+    ];
+    for (r, row) in rows.into_iter().enumerate() {
+        // SAFETY: the caller guarantees 64 values at `out`.
+        unsafe { _mm512_storeu_si512(out.add(16 * r).cast(), row) };
+    }
+}
+
+/// Computes and stores `T` vectors of one chunk. `MASKED` loads only the
+/// masked-in bytes; otherwise the mask must be full.
+///
+/// # Safety
+/// The CPU must support AVX-512 VNNI. For every non-null tap, the
+/// masked-in bytes at `tap + offset + v · step` must be readable for
+/// `v < T`; the weights must hold 4 aligned vectors per tap; and the sink
+/// must have room for `T` vectors.
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn tile<const T: usize, const SIGNED: bool, const MASKED: bool>(
+    input: &TileInput,
+    stage: &ChunkStage,
+    sink: Sink,
+) {
+    let flip = _mm512_set1_epi8(if SIGNED { i8::MIN } else { 0 });
+    // SAFETY (all loads and stores): guaranteed by the caller.
+    let init: [__m512i; 4] =
+        std::array::from_fn(|k| unsafe { _mm512_load_si512(stage.init.0[k].as_ptr().cast()) });
+    let mut acc = [init; T];
+    for (t, &tap) in input.taps.iter().enumerate() {
+        let w: [__m512i; 4] = std::array::from_fn(|k| unsafe {
+            _mm512_load_si512(input.weights.add((4 * t + k) * DEPTHWISE_CHUNK).cast())
+        });
+        if tap.is_null() {
+            // Padding: unsigned zero adds nothing; signed zero reads 0x80.
+            if SIGNED {
+                for a in acc.iter_mut() {
+                    for k in 0..4 {
+                        a[k] = _mm512_dpbusd_epi32(a[k], flip, w[k]);
+                    }
+                }
+            }
+            continue;
+        }
+        let first = unsafe { tap.add(input.offset) };
+        for (v, a) in acc.iter_mut().enumerate() {
+            let at = unsafe { first.add(v * input.step) };
+            let mut x = if MASKED {
+                unsafe { _mm512_maskz_loadu_epi8(input.mask, at.cast()) }
+            } else {
+                unsafe { _mm512_loadu_si512(at.cast()) }
+            };
+            if SIGNED {
+                x = _mm512_xor_si512(x, flip);
+            }
+            for k in 0..4 {
+                a[k] = _mm512_dpbusd_epi32(a[k], x, w[k]);
+            }
+        }
+    }
+    // Each vector by a constant index: a loop over them may stay rolled,
+    // and indexing the accumulators at run time would keep them in memory
+    // (stored after every `vpdpbusd`) instead of registers.
+    macro_rules! each_vector {
+        ($($v:literal)*) => {
+            match sink {
+                Sink::Bytes { form, out, step } => {
+                    let order = unsafe { _mm512_loadu_si512(UNPACK_ORDER.as_ptr().cast()) };
+                    $(if let Some(&a) = acc.get($v) {
+                        let bytes = stage_bytes!(a, stage, form, order);
+                        unsafe {
+                            _mm512_mask_storeu_epi8(out.add($v * step).cast(), input.mask, bytes)
+                        };
+                    })*
+                }
+                Sink::Accumulators { acc: out, step } => {
+                    $(if let Some(&a) = acc.get($v) {
+                        unsafe { store_accumulators(a, out.add($v * step)) };
+                    })*
+                }
+            }
+        };
+    }
+    each_vector!(0 1 2 3 4 5);
+}
+
+type TileFn = unsafe fn(&TileInput, &ChunkStage, Sink);
+
+/// Tile kernels of 1 to [`TILE_VECTORS`] vectors.
+const fn tiles<const SIGNED: bool, const MASKED: bool>() -> [TileFn; TILE_VECTORS] {
+    [
+        tile::<1, SIGNED, MASKED>,
+        tile::<2, SIGNED, MASKED>,
+        tile::<3, SIGNED, MASKED>,
+        tile::<4, SIGNED, MASKED>,
+        tile::<5, SIGNED, MASKED>,
+        tile::<6, SIGNED, MASKED>,
+    ]
+}
+
+/// Tile kernels by data signedness, then masking, then vector count.
+const TILES: [[[TileFn; TILE_VECTORS]; 2]; 2] = [
+    [tiles::<false, false>(), tiles::<false, true>()],
+    [tiles::<true, false>(), tiles::<true, true>()],
 ];
 
+/// The fixed facts of one call.
+struct Layer<'a> {
+    isa: Isa,
+    geom: &'a ConvGeometry,
+    input: &'a [u8],
+    signed: bool,
+    weights: &'a DepthwiseVnniWeights,
+    plan: &'a StagePlan<'a>,
+    form: Option<LaneForm>,
+    /// Adjacent pixels per vector (1 unless the channels divide 64 and the
+    /// width stride is 1).
+    pixels: usize,
+    /// Output columns whose taps all lie inside the input row.
+    inner: (usize, usize),
+}
+
+impl<'a> Layer<'a> {
+    fn new(
+        isa: Isa,
+        geom: &'a ConvGeometry,
+        input: &'a [u8],
+        signed: bool,
+        weights: &'a DepthwiseVnniWeights,
+        plan: &'a StagePlan<'a>,
+    ) -> Layer<'a> {
+        let pixels = if geom.stride[2] == 1 {
+            weights.pixels_per_vector()
+        } else {
+            1
+        };
+        Layer {
+            isa,
+            geom,
+            input,
+            signed,
+            weights,
+            plan,
+            form: plan.lane_form(),
+            pixels,
+            inner: inner_columns(geom),
+        }
+    }
+
+    fn chunks(&self) -> usize {
+        self.geom.out_channels.div_ceil(DEPTHWISE_CHUNK)
+    }
+
+    /// The stage values of chunk `chunk` in accumulator order.
+    fn chunk_stage(&self, chunk: usize) -> ChunkStage {
+        let mut s = ChunkStage {
+            init: Phased([[0; 16]; 4]),
+            bias: Phased([[0.0; 16]; 4]),
+            scale: Phased([[1.0; 16]; 4]),
+        };
+        for b in 0..DEPTHWISE_CHUNK {
+            let Some(c) = self.weights.byte_channel(chunk, b) else {
+                continue;
+            };
+            let (k, j) = (b % 4, b / 4);
+            if self.signed {
+                s.init.0[k][j] = self.weights.sum(c).wrapping_mul(-128);
+            }
+            if self.form.is_some() {
+                (s.bias.0[k][j], s.scale.0[k][j]) = self.plan.bias_scale(c);
+            }
+        }
+        s
+    }
+}
+
+/// The output columns `lo..hi` whose taps all lie inside the input row
+/// (`lo == hi` when there are none).
+fn inner_columns(geom: &ConvGeometry) -> (usize, usize) {
+    let (pad, stride) = (geom.pad[2], geom.stride[2]);
+    let span = (geom.kernel[2] - 1) * geom.dilate[2];
+    let lo = pad.div_ceil(stride).min(geom.output[2]);
+    let hi = (geom.input[2] + pad)
+        .checked_sub(span + 1)
+        .map_or(0, |last| (last / stride + 1).min(geom.output[2]));
+    (lo, hi.max(lo))
+}
+
+/// Fills `taps` with channel 0 of output column `x`'s data at each tap: one
+/// pointer per (row of `rows`, width tap), null where the row is padding or
+/// the column lies outside it.
+///
+/// # Safety
+/// Each non-null row must be a whole input row of `geom`.
+unsafe fn column_taps(
+    geom: &ConvGeometry,
+    rows: &[*const u8],
+    x: usize,
+    taps: &mut Vec<*const u8>,
+) {
+    taps.clear();
+    for &row in rows {
+        for kw in 0..geom.kernel[2] {
+            let column = (x * geom.stride[2] + kw * geom.dilate[2])
+                .checked_sub(geom.pad[2])
+                .filter(|&c| c < geom.input[2]);
+            taps.push(match column {
+                // SAFETY: the column lies inside the row.
+                Some(c) if !row.is_null() => unsafe { row.add(c * geom.in_channels) },
+                _ => std::ptr::null(),
+            });
+        }
+    }
+}
+
 /// One unit of parallel work: output rows `rows` of output plane `plane`
-/// (image and depth position, flattened), channel blocks `blocks`.
+/// (image and depth position, flattened), chunks `chunks`.
 #[derive(Clone, Copy)]
 struct Job {
     plane: usize,
     rows: (usize, usize),
-    blocks: (usize, usize),
+    chunks: (usize, usize),
 }
 
 /// Splits the work into about 4 jobs per thread: output planes first, then
-/// channel blocks, then bands of output rows. Bands come last because each
-/// band copies again the input rows its first output row shares with the
-/// band before.
-fn plan_jobs(geom: &ConvGeometry, blocks: usize) -> Vec<Job> {
+/// bands of output rows, then chunks.
+fn plan_jobs(geom: &ConvGeometry, chunks: usize) -> Vec<Job> {
     let planes = geom.batch * geom.output[0];
     let height = geom.output[1];
     let target = 4 * rayon::current_num_threads();
-    let block_ranges = target.div_ceil(planes).clamp(1, blocks);
-    // Jobs of fewer than 4 blocks copy their rows with narrower vectors;
-    // split channels that finely only when there are few rows to split.
-    let per_range = if height >= target {
-        blocks.div_ceil(block_ranges).max(blocks.min(4))
-    } else {
-        blocks.div_ceil(block_ranges)
-    };
-    let bands = target
-        .div_ceil(planes * blocks.div_ceil(per_range))
-        .clamp(1, height);
+    let bands = target.div_ceil(planes).clamp(1, height);
     let rows_per_band = height.div_ceil(bands);
+    let bands = height.div_ceil(rows_per_band);
+    let per_range = chunks.div_ceil(target.div_ceil(planes * bands).clamp(1, chunks));
     let mut jobs = Vec::new();
     for plane in 0..planes {
         for y in (0..height).step_by(rows_per_band) {
-            for b in (0..blocks).step_by(per_range) {
+            for c in (0..chunks).step_by(per_range) {
                 jobs.push(Job {
                     plane,
                     rows: (y, (y + rows_per_band).min(height)),
-                    blocks: (b, (b + per_range).min(blocks)),
+                    chunks: (c, (c + per_range).min(chunks)),
                 });
             }
         }
@@ -276,172 +425,155 @@ fn plan_jobs(geom: &ConvGeometry, blocks: usize) -> Vec<Job> {
     jobs
 }
 
-/// Rows of the tap buffer of one job: `span` slots per depth tap, each
-/// holding one padded input row.
-struct Ring<'a> {
-    /// First byte of the buffer, which `Ring` borrows mutably for `'a`.
-    start: *mut u8,
-    row_bytes: usize,
-    /// Padded rows per depth tap that one output row reads.
-    span: usize,
-    /// Padded input row in each slot, `None` while the slot is empty.
-    slot_rows: Vec<Option<usize>>,
-    buffer: PhantomData<&'a mut [Line]>,
-}
-
-impl<'a> Ring<'a> {
-    /// Sizes `lines` for the rows of `geom` and returns the empty ring.
-    fn new(geom: &ConvGeometry, row_bytes: usize, lines: &'a mut Vec<Line>) -> Ring<'a> {
-        // The rows one output row reads lie in a window of `span`
-        // consecutive padded rows. So `span` slots per depth tap, indexed by
-        // the padded row modulo `span`, never evict a row still needed.
-        let span = (geom.kernel[1] - 1) * geom.dilate[1] + 1;
-        let slots = geom.kernel[0] * span;
-        let count = slots * row_bytes / 64;
-        if lines.len() < count {
-            lines.resize(count, Line([0; 64]));
+/// The input rows an output row reads: one per (depth tap, height tap),
+/// null for a row of padding.
+fn tap_rows(layer: &Layer, plane: usize, y: usize, rows: &mut Vec<*const u8>) {
+    let geom = layer.geom;
+    let [id, ih, iw] = geom.input;
+    let (n, z) = (plane / geom.output[0], plane % geom.output[0]);
+    let row_bytes = iw * geom.in_channels;
+    rows.clear();
+    for kd in 0..geom.kernel[0] {
+        let d = (z * geom.stride[0] + kd * geom.dilate[0]).checked_sub(geom.pad[0]);
+        for kh in 0..geom.kernel[1] {
+            let h = (y * geom.stride[1] + kh * geom.dilate[1]).checked_sub(geom.pad[1]);
+            rows.push(match (d, h) {
+                (Some(d), Some(h)) if d < id && h < ih => {
+                    let r = (n * id + d) * ih + h;
+                    layer.input[r * row_bytes..(r + 1) * row_bytes].as_ptr()
+                }
+                _ => std::ptr::null(),
+            });
         }
-        Ring {
-            start: lines.as_mut_ptr().cast(),
-            row_bytes,
-            span,
-            slot_rows: vec![None; slots],
-            buffer: PhantomData,
-        }
-    }
-
-    /// Returns the slot of padded row `h` of depth tap `kd`, calling `fill`
-    /// on it first unless it already contains that row.
-    fn row(&mut self, kd: usize, h: usize, fill: impl FnOnce(&mut [u8])) -> *const u8 {
-        let slot = kd * self.span + h % self.span;
-        // SAFETY: `slot` is below the slot count, and the buffer has
-        // `row_bytes` per slot.
-        let start = unsafe { self.start.add(slot * self.row_bytes) };
-        if self.slot_rows[slot] != Some(h) {
-            // SAFETY: as above, and no other reference to the slot is live.
-            fill(unsafe { std::slice::from_raw_parts_mut(start, self.row_bytes) });
-            self.slot_rows[slot] = Some(h);
-        }
-        start
     }
 }
 
-/// Runs one job, using `lines` as its tap buffer.
+/// The output columns outside the inner range, left then right.
+fn border_columns(layer: &Layer) -> impl Iterator<Item = usize> {
+    (0..layer.inner.0).chain(layer.inner.1..layer.geom.output[2])
+}
+
+/// Runs one job.
 ///
 /// # Safety
 /// As [`run`].
-#[allow(clippy::too_many_arguments)]
-unsafe fn run_job(
-    isa: Isa,
-    geom: &ConvGeometry,
-    input: &[u8],
-    signed: bool,
-    weights: &DepthwiseVnniWeights,
-    plan: &StagePlan,
-    out: SyncPtr,
-    columns: &[Option<usize>],
-    job: &Job,
-    lines: &mut Vec<Line>,
-) {
+unsafe fn run_job(layer: &Layer, stages: &[ChunkStage], out: SyncPtr, job: &Job) {
+    let geom = layer.geom;
     let channels = geom.out_channels;
-    let [od, oh, ow] = geom.output;
-    let (first_block, last_block) = job.blocks;
-    let first_channel = first_block * DEPTHWISE_BLOCK;
-    let padded = (last_block - first_block) * DEPTHWISE_BLOCK;
-    let groups = weights.groups();
-    let pixel_bytes = groups * padded * ROW_TAPS;
-    let mut ring = Ring::new(geom, ow * pixel_bytes, lines);
-
-    let n = job.plane / od;
-    let z = job.plane % od;
-    let in_row = geom.input[2] * geom.in_channels;
-    let mut source = RowSource {
-        row: None,
-        in_channels: geom.in_channels,
-        first: first_channel,
-        count: (last_block * DEPTHWISE_BLOCK).min(channels) - first_channel,
-        zero: if signed { 0x80 } else { 0 },
+    let [_, oh, ow] = geom.output;
+    let pixels = layer.pixels;
+    let (inner_lo, inner_hi) = layer.inner;
+    let column_bytes = geom.stride[2] * channels;
+    let kernel_taps: usize = geom.kernel.iter().product();
+    // Channel-order accumulators of one row and chunk, for the general stage.
+    let width = if pixels > 1 {
+        channels
+    } else {
+        DEPTHWISE_CHUNK
     };
-    let mut vectors = Vec::with_capacity(weights.vectors());
-    let mut shifted = Vec::with_capacity(weights.vectors());
-    let mut acc = vec![0i32; ow * padded];
+    let mut acc_row = if layer.form.is_some() {
+        Vec::new()
+    } else {
+        vec![0i32; ow * width + DEPTHWISE_CHUNK]
+    };
+    let mut rows: Vec<*const u8> = Vec::with_capacity(geom.kernel[0] * geom.kernel[1]);
+    let mut inner_taps: Vec<*const u8> = Vec::with_capacity(kernel_taps);
+    let borders = inner_lo + (ow - inner_hi);
+    let mut border_taps: Vec<*const u8> = Vec::with_capacity(borders * kernel_taps);
+    let mut column: Vec<*const u8> = Vec::with_capacity(kernel_taps);
+    let tiles = &TILES[usize::from(layer.signed)];
 
     for y in job.rows.0..job.rows.1 {
-        // Tap vectors of the row's first pixel, for channel block 0 of the job.
-        vectors.clear();
-        for kd in 0..geom.kernel[0] {
-            let d = (z * geom.stride[0] + kd * geom.dilate[0]) as isize - geom.pad[0] as isize;
-            for kh in 0..geom.kernel[1] {
-                let h = y * geom.stride[1] + kh * geom.dilate[1];
-                let start = ring.row(kd, h, |dst| {
-                    let sh = h as isize - geom.pad[1] as isize;
-                    let inside = (0..geom.input[0] as isize).contains(&d)
-                        && (0..geom.input[1] as isize).contains(&sh);
-                    source.row = inside.then(|| {
-                        let r = (n * geom.input[0] + d as usize) * geom.input[1] + sh as usize;
-                        &input[r * in_row..(r + 1) * in_row]
-                    });
-                    // SAFETY: `dst` is one row of `columns.len()` cells,
-                    // `columns` lie inside the input row, and the caller
-                    // guarantees the tier.
-                    unsafe { copy_row(&source, columns, padded, dst) };
-                });
-                for g in 0..groups {
-                    // SAFETY: tap group `g` starts inside the row.
-                    vectors.push(unsafe { start.add(g * padded * ROW_TAPS) });
-                }
-            }
+        tap_rows(layer, job.plane, y, &mut rows);
+        // Tap pointers of channel 0: the chunk's offset is added per tile.
+        if inner_lo < inner_hi {
+            // SAFETY: every tap of column `inner_lo` lies inside the row.
+            unsafe { column_taps(geom, &rows, inner_lo, &mut inner_taps) };
         }
-
-        for b in first_block..last_block {
-            let init = if signed {
-                weights.correction_ptr(b)
+        border_taps.clear();
+        for x in border_columns(layer) {
+            // SAFETY: `column_taps` checks each tap against the row.
+            unsafe { column_taps(geom, &rows, x, &mut column) };
+            border_taps.extend_from_slice(&column);
+        }
+        let first_pixel = (job.plane * oh + y) * ow;
+        let job_stages = &stages[job.chunks.0..job.chunks.1];
+        for (chunk, stage) in (job.chunks.0..job.chunks.1).zip(job_stages) {
+            let c0 = chunk * DEPTHWISE_CHUNK;
+            let count = if pixels > 1 {
+                channels
             } else {
-                NO_CORRECTION.as_ptr()
+                (channels - c0).min(DEPTHWISE_CHUNK)
             };
-            let local = (b - first_block) * DEPTHWISE_BLOCK;
-            for x0 in (0..ow).step_by(TILE_PIXELS) {
-                let count = TILE_PIXELS.min(ow - x0);
-                let offset = x0 * pixel_bytes + local * ROW_TAPS;
-                shifted.clear();
-                // SAFETY: pixel `x0` and block `b` lie inside the row.
-                shifted.extend(vectors.iter().map(|&v| unsafe { v.add(offset) }));
-                let at = x0 * padded + local;
-                // SAFETY: each ring row has `ow` pixels of `pixel_bytes`,
-                // with `padded` dwords per tap group. The ring and those
-                // sizes are multiples of 64 bytes. The weights have
-                // `vectors()` vectors per block, `acc` has `count` rows of
-                // `padded` from `at`, and the caller guarantees the tier.
+            let single_mask = byte_mask(count);
+            let full_mask = if pixels > 1 { u64::MAX } else { single_mask };
+            let weights = layer.weights.chunk_ptr(chunk);
+            let mut x = 0;
+            let mut border = 0;
+            while x < ow {
+                // A tile of whole vectors inside the row, or a single pixel.
+                let (input, vectors, covered) = if (inner_lo..inner_hi).contains(&x) {
+                    let vectors = ((inner_hi - x) / pixels).min(TILE_VECTORS);
+                    let input = TileInput {
+                        taps: &inner_taps,
+                        offset: (x - inner_lo) * column_bytes + c0,
+                        step: pixels * column_bytes,
+                        mask: if vectors > 0 { full_mask } else { single_mask },
+                        weights,
+                    };
+                    (input, vectors.max(1), (vectors * pixels).max(1))
+                } else {
+                    let taps = &border_taps[border * kernel_taps..(border + 1) * kernel_taps];
+                    border += 1;
+                    let input = TileInput {
+                        taps,
+                        offset: c0,
+                        step: 0,
+                        mask: single_mask,
+                        weights,
+                    };
+                    (input, 1, 1)
+                };
+                let sink = match layer.form {
+                    Some(form) => Sink::Bytes {
+                        form,
+                        // SAFETY: pixel `x` of the row lies inside the output.
+                        out: unsafe { out.0.add((first_pixel + x) * channels + c0) },
+                        step: pixels * channels,
+                    },
+                    None => Sink::Accumulators {
+                        acc: acc_row[x * width..].as_mut_ptr(),
+                        step: DEPTHWISE_CHUNK,
+                    },
+                };
+                let masked = input.mask != u64::MAX;
+                // SAFETY: tiles of several vectors lie inside the row, where
+                // every tap reads `pixels` whole pixels per vector; a
+                // single pixel reads its masked-in channels. The output
+                // (or `acc_row`, which has a vector of slack) has room for
+                // the vectors, and the caller guarantees the tier.
+                unsafe { tiles[usize::from(masked)][vectors - 1](&input, stage, sink) };
+                x += covered;
+            }
+            if layer.form.is_none() {
+                // SAFETY: the job owns these output elements: its channels
+                // of every pixel of the row.
                 unsafe {
-                    TILES[count - 1](
-                        &shifted,
-                        pixel_bytes,
-                        weights.block_ptr(b),
-                        init,
-                        acc[at..].as_mut_ptr(),
-                        padded,
+                    store_tile(
+                        layer.isa,
+                        layer.plan,
+                        &acc_row,
+                        width,
+                        ow,
+                        count,
+                        c0,
+                        first_pixel * channels + c0,
+                        channels,
+                        out,
                     )
                 };
             }
         }
-
-        let first_pixel = (job.plane * oh + y) * ow;
-        // SAFETY: the job owns these output elements: its channels of every
-        // pixel of the row.
-        unsafe {
-            store_tile(
-                isa,
-                plan,
-                &acc,
-                padded,
-                ow,
-                source.count,
-                first_channel,
-                first_pixel * channels + first_channel,
-                channels,
-                out,
-            )
-        };
     }
 }
 
@@ -463,17 +595,11 @@ pub(super) unsafe fn run(
     if geom.output_len() == 0 {
         return;
     }
-    let columns = tap_columns(geom);
-    let blocks = geom.out_channels.div_ceil(DEPTHWISE_BLOCK);
-    let jobs = plan_jobs(geom, blocks);
+    let layer = Layer::new(isa, geom, input, signed, weights, plan);
+    let stages: Vec<ChunkStage> = (0..layer.chunks()).map(|c| layer.chunk_stage(c)).collect();
+    let jobs = plan_jobs(geom, layer.chunks());
     jobs.par_iter().for_each(|job| {
-        let mut lines = TAPS.with(|t| std::mem::take(&mut *t.borrow_mut()));
         // SAFETY: forwarded from the caller.
-        unsafe {
-            run_job(
-                isa, geom, input, signed, weights, plan, out, &columns, job, &mut lines,
-            )
-        };
-        TAPS.with(|t| *t.borrow_mut() = lines);
+        unsafe { run_job(&layer, &stages, out, job) };
     });
 }

@@ -271,30 +271,29 @@ impl DepthwiseWeights {
     }
 }
 
-/// Taps of one kernel row packed into each int32 lane of the VNNI
-/// depthwise kernel.
-pub(super) const ROW_TAPS: usize = 4;
+/// Channels of one VNNI depthwise chunk: the bytes of one 512-bit vector.
+pub(super) const DEPTHWISE_CHUNK: usize = 64;
 
-/// Channels of one VNNI depthwise block: the int32 lanes of one 512-bit vector.
-pub(super) const DEPTHWISE_BLOCK: usize = 16;
-
-/// Depthwise weights for `vpdpbusd`, with channels in int32 lanes and up to
-/// [`ROW_TAPS`] horizontal taps of one channel in the 4 bytes of its lane.
+/// Depthwise weights for `vpdpbusd` on data in its natural channels-last
+/// order, 64 channels (one vector of bytes) per chunk.
 ///
-/// A kernel row (fixed depth and height tap) of width `kw` is split into
-/// `kw.div_ceil(4)` tap groups. Each block of 16 channels has one 64-byte
-/// vector per (depth tap, height tap, tap group), in that order, and byte
-/// `j` of lane `i` is the weight of channel `16 b + i` at width tap
-/// `4 g + j`. Taps past the kernel width and channels past the last hold
-/// weight 0.
+/// `vpdpbusd` adds the 4 products of each int32 lane, and the 4 bytes of a
+/// lane hold 4 different channels. So each (chunk, tap) has 4 vectors, one
+/// per phase `k`: vector `k` holds the weight of the channel at byte `b` for
+/// the bytes with `b % 4 == k` and 0 elsewhere. With them, accumulator `k`
+/// gathers in lane `j` the channel at byte `4j + k`.
+///
+/// When the channel count divides 64, the pattern of the channels repeats
+/// across the vector, so one vector covers `64 / channels` adjacent pixels.
+/// Otherwise bytes past the last channel hold weight 0. Vectors are ordered
+/// chunk, tap (depth, height, width), phase.
 #[derive(Clone)]
 pub(super) struct DepthwiseVnniWeights {
     pub channels: usize,
     pub kernel: [usize; 3],
     lines: Lines,
-    /// `-128 · Σ w` per channel, [`DEPTHWISE_BLOCK`] values per block
-    /// (0 for missing channels).
-    shift_correction: Vec<i32>,
+    /// Sum of each channel's weights.
+    sums: Vec<i32>,
 }
 
 impl DepthwiseVnniWeights {
@@ -312,50 +311,60 @@ impl DepthwiseVnniWeights {
             channels,
             "depthwise packing: one weight sum per channel expected"
         );
-        let [kd, kh, kw] = kernel;
-        let groups = kw.div_ceil(ROW_TAPS);
-        let blocks = channels.div_ceil(DEPTHWISE_BLOCK);
-        let vectors = kd * kh * groups;
-        let mut lines = Lines::zeroed(blocks * vectors * 64);
-        let mut shift_correction = vec![0i32; blocks * DEPTHWISE_BLOCK];
-        for c in 0..channels {
-            let (b, lane) = (c / DEPTHWISE_BLOCK, c % DEPTHWISE_BLOCK);
-            shift_correction[c] = sums[c].wrapping_mul(-128);
-            for row in 0..kd * kh {
-                for x in 0..kw {
-                    let vector = b * vectors + row * groups + x / ROW_TAPS;
-                    let index = vector * 64 + lane * ROW_TAPS + x % ROW_TAPS;
-                    lines.set_i8(index, weights[c * taps + row * kw + x]);
+        let mut packed = DepthwiseVnniWeights {
+            channels,
+            kernel,
+            lines: Lines::zeroed(0),
+            sums: sums.to_vec(),
+        };
+        let chunks = channels.div_ceil(DEPTHWISE_CHUNK);
+        let mut lines = Lines::zeroed(chunks * taps * 4 * DEPTHWISE_CHUNK);
+        for chunk in 0..chunks {
+            for b in 0..DEPTHWISE_CHUNK {
+                let Some(c) = packed.byte_channel(chunk, b) else {
+                    continue;
+                };
+                for tap in 0..taps {
+                    let vector = (chunk * taps + tap) * 4 + b % 4;
+                    lines.set_i8(vector * DEPTHWISE_CHUNK + b, weights[c * taps + tap]);
                 }
             }
         }
-        DepthwiseVnniWeights {
-            channels,
-            kernel,
-            lines,
-            shift_correction,
+        packed.lines = lines;
+        packed
+    }
+
+    /// Adjacent pixels one vector covers: `64 / channels` when that
+    /// divides evenly, else 1.
+    pub(super) fn pixels_per_vector(&self) -> usize {
+        if self.channels > 0 && DEPTHWISE_CHUNK.is_multiple_of(self.channels) {
+            DEPTHWISE_CHUNK / self.channels
+        } else {
+            1
         }
     }
 
-    /// Tap groups per kernel row.
-    pub(super) fn groups(&self) -> usize {
-        self.kernel[2].div_ceil(ROW_TAPS)
+    /// The channel at byte `b` of chunk `chunk`'s vectors, `None` past the
+    /// last channel.
+    pub(super) fn byte_channel(&self, chunk: usize, b: usize) -> Option<usize> {
+        let c = if self.pixels_per_vector() > 1 {
+            b % self.channels
+        } else {
+            chunk * DEPTHWISE_CHUNK + b
+        };
+        (c < self.channels).then_some(c)
     }
 
-    /// 64-byte weight vectors per channel block.
-    pub(super) fn vectors(&self) -> usize {
-        self.kernel[0] * self.kernel[1] * self.groups()
+    /// Sum of channel `c`'s weights.
+    pub(super) fn sum(&self, c: usize) -> i32 {
+        self.sums[c]
     }
 
-    /// First byte of block `b`'s weights.
-    pub(super) fn block_ptr(&self, b: usize) -> *const u8 {
-        // SAFETY: `b` is below the block count, so the offset stays inside the buffer.
-        unsafe { self.lines.as_ptr().add(b * self.vectors() * 64) }
-    }
-
-    /// Shift corrections of block `b`, [`DEPTHWISE_BLOCK`] values.
-    pub(super) fn correction_ptr(&self, b: usize) -> *const i32 {
-        self.shift_correction[b * DEPTHWISE_BLOCK..].as_ptr()
+    /// First of the `4 · taps` weight vectors of chunk `chunk`.
+    pub(super) fn chunk_ptr(&self, chunk: usize) -> *const u8 {
+        let taps: usize = self.kernel.iter().product();
+        // SAFETY: `chunk` is below the chunk count, so the offset stays inside the buffer.
+        unsafe { self.lines.as_ptr().add(chunk * taps * 4 * DEPTHWISE_CHUNK) }
     }
 }
 
@@ -385,28 +394,43 @@ mod tests {
     }
 
     #[test]
-    fn depthwise_vnni_layout_and_corrections() {
-        // 17 channels (two blocks), kernel 1x2x5: two tap groups per row.
-        let kernel = [1, 2, 5];
-        let w: Vec<i8> = (0..17 * 10).map(|i| (i % 100) as i8).collect();
-        let sums: Vec<i32> = w
-            .chunks(10)
-            .map(|c| c.iter().map(|&v| v as i32).sum())
+    fn depthwise_vnni_phases() {
+        // 70 channels, 2 taps: chunk 1 holds channels 64-69.
+        let w: Vec<i8> = (0..140).map(|i| (i % 251) as i8 - 100).collect();
+        let sums: Vec<i32> = (0..70)
+            .map(|c| w[2 * c] as i32 + w[2 * c + 1] as i32)
             .collect();
-        let p = DepthwiseVnniWeights::build(&w, &sums, 17, kernel);
-        assert_eq!((p.groups(), p.vectors()), (2, 4));
-        // SAFETY: block 1 contains 4 vectors of 64 bytes.
-        let block = unsafe { std::slice::from_raw_parts(p.block_ptr(1), 4 * 64) };
-        // Channel 16 is lane 0 of block 1.
-        let tap = |t: usize| w[16 * 10 + t] as u8;
-        assert_eq!(&block[..4], &[tap(0), tap(1), tap(2), tap(3)]);
-        assert_eq!(&block[64..68], &[tap(4), 0, 0, 0]);
-        assert_eq!(&block[128..132], &[tap(5), tap(6), tap(7), tap(8)]);
-        assert_eq!(&block[192..196], &[tap(9), 0, 0, 0]);
-        assert!(block[4..64].iter().all(|&b| b == 0));
-        // SAFETY: every block has 16 corrections.
-        let corr = unsafe { std::slice::from_raw_parts(p.correction_ptr(1), 2) };
-        assert_eq!(corr, &[sums[16] * -128, 0]);
+        let p = DepthwiseVnniWeights::build(&w, &sums, 70, [1, 1, 2]);
+        assert_eq!(p.pixels_per_vector(), 1);
+        // SAFETY: chunk 1 holds 2 taps of 4 vectors of 64 bytes.
+        let chunk = unsafe { std::slice::from_raw_parts(p.chunk_ptr(1), 8 * 64) };
+        for (v, vector) in chunk.chunks(64).enumerate() {
+            let (tap, phase) = (v / 4, v % 4);
+            for (b, &byte) in vector.iter().enumerate() {
+                let c = 64 + b;
+                let want = if b % 4 == phase && c < 70 {
+                    w[2 * c + tap] as u8
+                } else {
+                    0
+                };
+                assert_eq!(byte, want, "tap {tap}, phase {phase}, byte {b}");
+            }
+        }
+        assert_eq!(p.byte_channel(1, 5), Some(69));
+        assert_eq!(p.byte_channel(1, 6), None);
+    }
+
+    #[test]
+    fn depthwise_vnni_repeats_small_channel_counts() {
+        let w: Vec<i8> = (0..16).map(|i| i as i8 + 1).collect();
+        let p = DepthwiseVnniWeights::build(&w, &[0; 16], 16, [1, 1, 1]);
+        assert_eq!(p.pixels_per_vector(), 4);
+        // SAFETY: one chunk of one tap: 4 vectors of 64 bytes.
+        let vectors = unsafe { std::slice::from_raw_parts(p.chunk_ptr(0), 4 * 64) };
+        for b in 0..64 {
+            assert_eq!(vectors[(b % 4) * 64 + b], (b % 16) as u8 + 1, "byte {b}");
+            assert_eq!(p.byte_channel(0, b), Some(b % 16));
+        }
     }
 
     #[test]

@@ -168,6 +168,34 @@ impl<'a> StagePlan<'a> {
         plan
     }
 
+    /// The branch-free form of this stage for kernels that apply it to their
+    /// own vector layout: `Some` when it has a fast form with no residual
+    /// sum and no value can become NaN (see [`FastForm::bounded`]).
+    pub(super) fn lane_form(&self) -> Option<LaneForm> {
+        let f = self.fast.filter(|f| f.finite && !f.sum)?;
+        // Each of the two f32 roundings adds at most a relative 2^-24, so a
+        // margin of 2^-20 keeps every rounded value below the bound.
+        const INT32_SAFE: f64 = 2_147_483_000.0;
+        Some(LaneForm {
+            unsigned: f.unsigned,
+            act: f.act,
+            clip: f.clip,
+            post_relu: f.post_relu,
+            in_int32: FastForm::largest_value(self) * (1.0 + 1.0 / 1_048_576.0) < INT32_SAFE,
+        })
+    }
+
+    /// Bias and scale of `channel` as the fast forms apply them: an absent
+    /// bias is +0 and an absent scale is 1.
+    pub(super) fn bias_scale(&self, channel: usize) -> (f32, f32) {
+        let value = |p: Param, absent: f32| match p {
+            Param::Absent => absent,
+            Param::Uniform(v) => v,
+            Param::PerChannel(v) => v[channel],
+        };
+        (value(self.bias, 0.0), value(self.scale, 1.0))
+    }
+
     /// Stores one value with the scalar stage's code.
     ///
     /// # Safety
@@ -572,6 +600,21 @@ pub(super) unsafe fn store_tile_avx2(
     }
 }
 
+/// The steps of a fast form without a residual sum, for kernels with their
+/// own lane order: `v = (f32(acc) + bias) · scale`, then the activation
+/// (0: none, 1: ReLU, 2: clip to `clip`), then ReLU if `post_relu`, then
+/// round half to even and saturate to uint8 or int8.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct LaneForm {
+    pub unsigned: bool,
+    pub act: u8,
+    pub clip: (f32, f32),
+    pub post_relu: bool,
+    /// Every value before the activation lies strictly inside the int32
+    /// range, so converting it cannot overflow.
+    pub in_int32: bool,
+}
+
 /// A stage form that [`fast_columns`] and [`fast_columns_avx512`] run
 /// without branching per vector: int8 or uint8 output, an optional ReLU or
 /// clip, an optional residual sum and an optional post-sum ReLU.
@@ -623,6 +666,13 @@ impl FastForm {
     /// step of the stage can overflow to infinity from any int32
     /// accumulator and int8, uint8 or int32 residual: then no value is NaN.
     fn bounded(plan: &StagePlan) -> bool {
+        const LIMIT: f64 = 1e30;
+        FastForm::largest_value(plan) < LIMIT && plan.sum.is_none_or(|(s, _)| s.is_finite())
+    }
+
+    /// An upper bound of `|v|` before the activation over every int32
+    /// accumulator (and residual), or infinity.
+    fn largest_value(plan: &StagePlan) -> f64 {
         fn largest(p: Param, absent: f32) -> f64 {
             let values: &[f32] = match p {
                 Param::Absent => &[absent],
@@ -637,11 +687,10 @@ impl FastForm {
                 }
             })
         }
-        const LIMIT: f64 = 1e30;
         const ACC: f64 = 2_147_483_648.0;
         let product = (ACC + largest(plan.bias, 0.0)) * largest(plan.scale, 1.0);
         let sum = plan.sum.map_or(0.0, |(s, _)| ACC * (s.abs() as f64));
-        product + sum < LIMIT && plan.sum.is_none_or(|(s, _)| s.is_finite())
+        product + sum
     }
 }
 

@@ -122,6 +122,31 @@ fn stages(rng: &mut Rng, channels: usize, typical: f32) -> Vec<(&'static str, Ou
             },
         ),
         (
+            "scale per channel only",
+            OutputStage {
+                scale: per_channel(rng, -s, s),
+                ..Default::default()
+            },
+        ),
+        (
+            // Values far past the int32 range: the conversion would overflow.
+            "huge scale, relu",
+            OutputStage {
+                bias: PerChannel::uniform(0.5),
+                scale: per_channel(rng, 1e3, 1e4),
+                activation: Some(Activation::Relu),
+                ..Default::default()
+            },
+        ),
+        (
+            "post-sum relu without a sum",
+            OutputStage {
+                scale: per_channel(rng, -s, s),
+                post_sum_activation: Some(Activation::Relu),
+                ..Default::default()
+            },
+        ),
+        (
             "negative scale through clip",
             OutputStage {
                 scale: PerChannel::uniform(-s),
@@ -422,9 +447,55 @@ fn depthwise_case(rng: &mut Rng, channels: usize, kernel: [usize; 3], dims: usiz
 fn depthwise_kernels_and_channels_match_reference() {
     let mut rng = Rng(8);
     let mut case = 0;
-    for channels in [1, 3, 17, 33, 40] {
+    for channels in [1, 3, 16, 17, 32, 33, 40] {
         for kernel in [[1, 1, 1], [1, 3, 3], [1, 5, 5], [1, 3, 1], [1, 7, 7]] {
             depthwise_case(&mut rng, channels, kernel, 2, case);
+            case += 1;
+        }
+    }
+}
+
+#[test]
+fn depthwise_wide_rows_match_reference() {
+    // Channel counts that divide 64 put several pixels in one vector when
+    // the width stride is 1; wide rows give tiles of every vector count,
+    // leftover pixels inside the row and both borders.
+    let mut rng = Rng(11);
+    let mut case = 0;
+    for channels in [1, 2, 8, 16, 32, 64, 96] {
+        for (stride, width) in [(1, 70 + rng.range(0, 60)), (2, 41)] {
+            let geom = geometry(
+                1,
+                channels,
+                channels,
+                channels,
+                [1, 3, width],
+                [1, 3, 3],
+                [1, 1, stride],
+                [1, 1, 1],
+                [0, 1, 1],
+            );
+            let weights: Vec<i8> = rng.bytes(channels * 9);
+            let label = format!("case {case} {geom:?}");
+            if case % 2 == 0 {
+                let x: Vec<i8> = rng.bytes(geom.input_len());
+                check_conv(
+                    &mut rng,
+                    &geom,
+                    &x,
+                    &weights,
+                    &format!("{label}, int8 data"),
+                );
+            } else {
+                let x: Vec<u8> = rng.bytes(geom.input_len());
+                check_conv(
+                    &mut rng,
+                    &geom,
+                    &x,
+                    &weights,
+                    &format!("{label}, uint8 data"),
+                );
+            }
             case += 1;
         }
     }
