@@ -127,9 +127,10 @@ impl Panels {
         );
         let steps = shape.steps();
         let panels = groups * shape.panels_per_group();
-        let values_per_panel = taps * steps * PANEL * STEP_CHANNELS;
         let bytes_per_value = encoding.step_bytes() / (PANEL * STEP_CHANNELS);
-        let mut lines = Lines::zeroed(panels * values_per_panel * bytes_per_value);
+        let stride = Panels::stride_of(encoding, shape);
+        let values_per_panel = stride / bytes_per_value;
+        let mut lines = Lines::zeroed(panels * stride);
         let mut shift_correction = vec![0i32; panels * PANEL];
         for g in 0..groups {
             for local in 0..out_per_group {
@@ -170,7 +171,20 @@ impl Panels {
 
     /// Bytes between the starts of two consecutive panels.
     pub(super) fn panel_stride(&self) -> usize {
-        self.shape.taps * self.shape.steps() * self.encoding.step_bytes()
+        Panels::stride_of(self.encoding, self.shape)
+    }
+
+    /// The panel bytes, plus one 64-byte line when they are an even number
+    /// of lines. Kernels read the same step of several consecutive panels
+    /// together; with an odd number of lines between them, those reads fall
+    /// in different sets of the 4 KiB-periodic L1 cache instead of one.
+    fn stride_of(encoding: Encoding, shape: PanelShape) -> usize {
+        let bytes = shape.taps * shape.steps() * encoding.step_bytes();
+        if (bytes / 64).is_multiple_of(2) {
+            bytes + 64
+        } else {
+            bytes
+        }
     }
 
     /// First byte of panel `panel` of group `group`.
@@ -383,7 +397,8 @@ mod tests {
         };
         let w: Vec<i8> = (1..=10).collect();
         let p = Panels::build(Encoding::Bytes, shape, &w, &[15, 40]);
-        assert_eq!(p.panel_stride(), 2 * 64);
+        // 2 lines of steps and one of padding.
+        assert_eq!(p.panel_stride(), 3 * 64);
         // SAFETY: the buffer contains one panel of 2 steps of 64 bytes.
         let bytes = unsafe { std::slice::from_raw_parts(p.panel_ptr(0, 0), 128) };
         assert_eq!(&bytes[..8], &[1, 2, 3, 4, 6, 7, 8, 9]);
