@@ -37,6 +37,16 @@ const LAYERS: &[Layer] = &[
         pad: 3,
     },
     Layer {
+        name: "stem 3x3/2 3-32 224",
+        channels: 3,
+        filters: 32,
+        groups: 1,
+        size: 224,
+        kernel: 3,
+        stride: 2,
+        pad: 1,
+    },
+    Layer {
         name: "3x3 64-64 56",
         channels: 64,
         filters: 64,

@@ -222,6 +222,20 @@ impl<'a> Source<'a> {
         (end <= self.input.len()).then_some(base)
     }
 
+    /// The offset of `pixel`'s first tap for `group` when it and the next
+    /// `count - 1` pixels lie on one output row and every byte the
+    /// microkernel reads for the row's first and last pixel lies inside
+    /// the input (then so does every byte for the pixels between).
+    fn direct_row(&self, pixel: &Pixel, count: usize, group: usize) -> Option<usize> {
+        if count == 0 || pixel.pos[2] + count > self.geom.output[2] {
+            return None;
+        }
+        let mut last = *pixel;
+        last.pos[2] += count - 1;
+        self.direct_base(&last, group)?;
+        self.direct_base(pixel, group)
+    }
+
     /// Copies output pixel `pixel`'s taps for `group` into `row`, with
     /// `self.zero` for taps outside the input and for the channels that pad
     /// each tap to a multiple of 4 (whose weights are 0).
@@ -272,6 +286,17 @@ impl Pixel {
         Pixel {
             batch: p / (d * h * w),
             pos: [(p / (h * w)) % d, (p / w) % h, p % w],
+        }
+    }
+
+    /// Moves `count` pixels on in row-major order.
+    fn advance_by(&mut self, geom: &ConvGeometry, count: usize) {
+        if count > 0 && self.pos[2] + count < geom.output[2] {
+            self.pos[2] += count;
+            return;
+        }
+        for _ in 0..count {
+            self.advance(geom);
         }
     }
 
@@ -536,6 +561,15 @@ unsafe fn run_on(
                     }
                     let last = (p0 + mr - 1) * pixel_bytes + group_offset;
                     direct = last + source.padded_channels * elem <= input.len();
+                } else if let Some(first) = source.direct_row(&cursor, mr, job.group) {
+                    // One output row whose first and last pixels read only
+                    // inside the input: so do those between, at even steps.
+                    let step = geom.stride[2] * pixel_bytes;
+                    for (m, base) in bases.iter_mut().enumerate().take(mr) {
+                        // SAFETY: `direct_row` checked the row's last pixel.
+                        *base = unsafe { input.as_ptr().add(first + m * step) };
+                    }
+                    cursor.advance_by(geom, mr);
                 } else {
                     for m in 0..mr {
                         tile_pixels[m] = cursor;
