@@ -27,7 +27,7 @@ use std::arch::x86_64::*;
 use rayon::prelude::*;
 
 use super::pack::{DepthwiseVnniWeights, DEPTHWISE_CHUNK};
-use super::stage::{LaneForm, StagePlan};
+use super::stage::{lane_quantize, LaneForm, StagePlan};
 use super::{store_tile, SyncPtr};
 use crate::kernels::int8::conv::ConvGeometry;
 use crate::kernels::int8::isa::Isa;
@@ -102,21 +102,9 @@ fn byte_mask(count: usize) -> __mmask64 {
 /// Applies the byte form to one vector's accumulators `$acc` (an array of
 /// 4) and evaluates to its bytes in channel order. A macro, so that it
 /// expands inside the tile kernel with its target features.
-///
-/// The saturating packs clamp every int32 into the output type. So an
-/// unsigned output needs no ReLU (it only changes values that store 0
-/// anyway), and the upper bound is only needed where the conversion could
-/// overflow (it turns values of 2^31 or more into -2^31). No value is NaN
-/// (`lane_form` requires it).
 macro_rules! stage_bytes {
     ($acc:expr, $stage:expr, $form:expr, $order:expr) => {{
         let (acc, stage, form): ([__m512i; 4], &ChunkStage, LaneForm) = ($acc, $stage, $form);
-        let zero = _mm512_setzero_ps();
-        let high = _mm512_set1_ps(if form.unsigned { 255.0 } else { 127.0 });
-        let (lo, hi) = (_mm512_set1_ps(form.clip.0), _mm512_set1_ps(form.clip.1));
-        let relu = !form.unsigned && form.act == 1;
-        let post_relu = !form.unsigned && form.post_relu;
-        let bound = !form.in_int32 || form.act == 2;
         let mut q = [_mm512_setzero_si512(); 4];
         for k in 0..4 {
             // SAFETY: the parameters are 64-byte aligned arrays of 16 lanes.
@@ -126,19 +114,7 @@ macro_rules! stage_bytes {
                     _mm512_load_ps(stage.scale.0[k].as_ptr()),
                 )
             };
-            let mut v = _mm512_mul_ps(_mm512_add_ps(_mm512_cvtepi32_ps(acc[k]), bias), scale);
-            if relu {
-                v = _mm512_max_ps(v, zero);
-            } else if form.act == 2 {
-                v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
-            }
-            if post_relu {
-                v = _mm512_max_ps(v, zero);
-            }
-            if bound {
-                v = _mm512_min_ps(v, high);
-            }
-            q[k] = _mm512_cvtps_epi32(v);
+            q[k] = lane_quantize!(acc[k], bias, scale, form);
         }
         let low = _mm512_packs_epi32(q[0], q[1]);
         let high = _mm512_packs_epi32(q[2], q[3]);

@@ -35,6 +35,40 @@ macro_rules! dispatch_form {
     };
 }
 
+/// Applies the float steps of a [`LaneForm`] to one vector of 16 int32
+/// accumulators with their bias and scale vectors, and evaluates to the
+/// rounded int32 values, to be narrowed with saturation (`vpackssdw` and
+/// `vpackuswb`/`vpacksswb`, or a clamp and `vpmovdb`). A macro, so that it
+/// expands inside each kernel with that kernel's target features.
+///
+/// Narrowing with saturation clamps every int32 into the output type. So an
+/// unsigned output needs no ReLU (it only changes values that store 0
+/// anyway), and the upper bound is only needed where the conversion could
+/// overflow (it turns values of 2^31 or more into -2^31). No value is NaN
+/// (`lane_form` requires it).
+macro_rules! lane_quantize {
+    ($acc:expr, $bias:expr, $scale:expr, $form:expr) => {{
+        let form: LaneForm = $form;
+        let zero = _mm512_setzero_ps();
+        let mut v = _mm512_mul_ps(_mm512_add_ps(_mm512_cvtepi32_ps($acc), $bias), $scale);
+        if !form.unsigned && form.act == 1 {
+            v = _mm512_max_ps(v, zero);
+        } else if form.act == 2 {
+            let (lo, hi) = (_mm512_set1_ps(form.clip.0), _mm512_set1_ps(form.clip.1));
+            v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+        }
+        if !form.unsigned && form.post_relu {
+            v = _mm512_max_ps(v, zero);
+        }
+        if !form.in_int32 || form.act == 2 {
+            let high = if form.unsigned { 255.0 } else { 127.0 };
+            v = _mm512_min_ps(v, _mm512_set1_ps(high));
+        }
+        _mm512_cvtps_epi32(v)
+    }};
+}
+pub(super) use lane_quantize;
+
 /// Element type of the output buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum OutKind {
