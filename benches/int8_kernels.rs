@@ -117,6 +117,16 @@ const LAYERS: &[Layer] = &[
         pad: 1,
     },
     Layer {
+        name: "depthwise 3x3 144 56",
+        channels: 144,
+        filters: 144,
+        groups: 144,
+        size: 56,
+        kernel: 3,
+        stride: 1,
+        pad: 1,
+    },
+    Layer {
         name: "depthwise 3x3 512 14",
         channels: 512,
         filters: 512,
