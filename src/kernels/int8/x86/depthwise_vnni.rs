@@ -51,7 +51,7 @@ struct ChunkStage {
     scale: Phased<f32>,
 }
 
-/// Where a tile's results go.
+/// The destination of a tile's results.
 #[derive(Clone, Copy)]
 enum Sink {
     /// Through the byte form of the stage to the output, vector `v` at
@@ -90,7 +90,7 @@ const UNPACK_ORDER: [i8; 64] = {
     order
 };
 
-/// The mask of the first `count` (at most 64) bytes.
+/// Returns the mask of the first `count` (at most 64) bytes.
 fn byte_mask(count: usize) -> __mmask64 {
     if count >= 64 {
         u64::MAX
@@ -305,7 +305,7 @@ impl<'a> Layer<'a> {
         self.geom.out_channels.div_ceil(DEPTHWISE_CHUNK)
     }
 
-    /// The stage values of chunk `chunk` in accumulator order.
+    /// Returns the stage values of chunk `chunk` in accumulator order.
     fn chunk_stage(&self, chunk: usize) -> ChunkStage {
         let mut s = ChunkStage {
             init: Phased([[0; 16]; 4]),
@@ -328,8 +328,8 @@ impl<'a> Layer<'a> {
     }
 }
 
-/// The output columns `lo..hi` whose taps all lie inside the input row
-/// (`lo == hi` when there are none).
+/// Returns the output columns `lo..hi` whose taps all lie inside the
+/// input row (`lo == hi` when there are none).
 fn inner_columns(geom: &ConvGeometry) -> (usize, usize) {
     let (pad, stride) = (geom.pad[2], geom.stride[2]);
     let span = (geom.kernel[2] - 1) * geom.dilate[2];

@@ -222,10 +222,10 @@ impl<'a> Source<'a> {
         (end <= self.input.len()).then_some(base)
     }
 
-    /// The offset of `pixel`'s first tap for `group` when it and the next
-    /// `count - 1` pixels lie on one output row and every byte the
-    /// microkernel reads for the row's first and last pixel lies inside
-    /// the input (then so does every byte for the pixels between).
+    /// Returns the offset of `pixel`'s first tap for `group` when it and the
+    /// next `count - 1` pixels lie on one output row, and every byte the
+    /// microkernel reads for the first and last of them lies inside the
+    /// input. Then so does every byte for the pixels between.
     fn direct_row(&self, pixel: &Pixel, count: usize, group: usize) -> Option<usize> {
         if count == 0 || pixel.pos[2] + count > self.geom.output[2] {
             return None;
