@@ -411,7 +411,7 @@ mod tests {
     #[test]
     fn depthwise_vnni_phases() {
         // 70 channels, 2 taps: chunk 1 holds channels 64-69.
-        let w: Vec<i8> = (0..140).map(|i| (i % 251) as i8 - 100).collect();
+        let w: Vec<i8> = (0..140).map(|i| (i % 251 - 100) as i8).collect();
         let sums: Vec<i32> = (0..70)
             .map(|c| w[2 * c] as i32 + w[2 * c + 1] as i32)
             .collect();
