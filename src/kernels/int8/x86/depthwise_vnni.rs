@@ -205,6 +205,8 @@ unsafe fn tile<const T: usize, const SIGNED: bool, const MASKED: bool>(
                 unsafe { _mm512_loadu_si512(at.cast()) }
             };
             if SIGNED {
+                // Masked-off bytes become 0x80 and may meet nonzero weights
+                // when the weights repeat. Those lanes are never stored.
                 x = _mm512_xor_si512(x, flip);
             }
             for k in 0..4 {
@@ -517,6 +519,10 @@ unsafe fn run_job(layer: &Layer, stages: &[ChunkStage], out: SyncPtr, job: &Job)
                         out: unsafe { out.0.add((first_pixel + x) * channels + c0) },
                         step: pixels * channels,
                     },
+                    // A single pixel of a multi-pixel vector writes all 64
+                    // values, over the next pixels' slots. That is harmless
+                    // because `x` only grows, so later tiles rewrite them,
+                    // and the last pixel's extra values land in the slack.
                     None => Sink::Accumulators {
                         acc: acc_row[x * width..].as_mut_ptr(),
                         step: DEPTHWISE_CHUNK,
