@@ -202,9 +202,10 @@ impl<'a> StagePlan<'a> {
         plan
     }
 
-    /// The branch-free form of this stage for kernels that apply it to their
-    /// own vector layout: `Some` when it has a fast form with no residual
-    /// sum and no value can become NaN (see [`FastForm::bounded`]).
+    /// Returns the branch-free form of this stage for kernels that apply it
+    /// in their own vector layout. It is `Some` when the stage has a fast
+    /// form with no residual sum and no value can become NaN (see
+    /// [`FastForm::bounded`]).
     pub(super) fn lane_form(&self) -> Option<LaneForm> {
         let f = self.fast.filter(|f| f.finite && !f.sum)?;
         // Each of the two f32 roundings adds at most a relative 2^-24, so a
@@ -215,7 +216,7 @@ impl<'a> StagePlan<'a> {
             act: f.act,
             clip: f.clip,
             post_relu: f.post_relu,
-            in_int32: FastForm::largest_value(self) * (1.0 + 1.0 / 1_048_576.0) < INT32_SAFE,
+            in_int32: f.largest * (1.0 + 1.0 / 1_048_576.0) < INT32_SAFE,
         })
     }
 
@@ -635,9 +636,9 @@ pub(super) unsafe fn store_tile_avx2(
 }
 
 /// The steps of a fast form without a residual sum, for kernels with their
-/// own lane order: `v = (f32(acc) + bias) · scale`, then the activation
-/// (0: none, 1: ReLU, 2: clip to `clip`), then ReLU if `post_relu`, then
-/// round half to even and saturate to uint8 or int8.
+/// own lane order. First `v = (f32(acc) + bias) · scale`, then the
+/// activation (0: none, 1: ReLU, 2: clip to `clip`) and ReLU if
+/// `post_relu`. Last, round half to even and saturate to uint8 or int8.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct LaneForm {
     pub unsigned: bool,
@@ -663,6 +664,9 @@ struct FastForm {
     /// Every intermediate value is finite whatever the accumulator, so no
     /// NaN can reach the final conversion (see [`FastForm::bounded`]).
     finite: bool,
+    /// An upper bound of `|v|` before the activation (see
+    /// [`FastForm::largest_value`]).
+    largest: f64,
 }
 
 impl FastForm {
@@ -686,26 +690,29 @@ impl FastForm {
             Some(VecAct::Relu) => true,
             Some(_) => return None,
         };
+        let largest = FastForm::largest_value(plan);
         Some(FastForm {
             unsigned,
             act,
             clip,
             sum: plan.sum.is_some(),
             post_relu,
-            finite: FastForm::bounded(plan),
+            finite: FastForm::bounded(plan, largest),
+            largest,
         })
     }
 
     /// True when bias, scale and residual scale are small enough that no
     /// step of the stage can overflow to infinity from any int32
     /// accumulator and int8, uint8 or int32 residual: then no value is NaN.
-    fn bounded(plan: &StagePlan) -> bool {
+    /// `largest` is [`FastForm::largest_value`] of `plan`.
+    fn bounded(plan: &StagePlan, largest: f64) -> bool {
         const LIMIT: f64 = 1e30;
-        FastForm::largest_value(plan) < LIMIT && plan.sum.is_none_or(|(s, _)| s.is_finite())
+        largest < LIMIT && plan.sum.is_none_or(|(s, _)| s.is_finite())
     }
 
-    /// An upper bound of `|v|` before the activation over every int32
-    /// accumulator (and residual), or infinity.
+    /// Returns an upper bound of `|v|` before the activation over every
+    /// int32 accumulator (and residual), or infinity.
     fn largest_value(plan: &StagePlan) -> f64 {
         fn largest(p: Param, absent: f32) -> f64 {
             let values: &[f32] = match p {
