@@ -440,8 +440,8 @@ impl Op for FusedConv {
         }
     }
 
-    /// The convolution writes every output element, and the range outputs
-    /// are filled whole.
+    /// Returns true: the convolution writes every output element, and the
+    /// range outputs are filled whole.
     fn writes_every_output(&self) -> bool {
         true
     }

@@ -7,9 +7,9 @@
 //! weights (see [`DepthwiseVnniWeights`]): accumulator `k` gathers the
 //! channels at bytes `4j + k`, and the other 3 products of its lanes meet
 //! weight 0. The output stage runs on these 4 accumulators as they are and
-//! restores channel order while narrowing to bytes: the two saturating packs
-//! put lane `j` of accumulator `k` at byte `16·(j / 4) + 4k + j % 4`, and one
-//! byte shuffle per 128-bit lane moves it to `4j + k`.
+//! restores channel order while narrowing to bytes. The two saturating packs
+//! put lane `j` of accumulator `k` at byte `16·(j / 4) + 4k + j % 4`. Then
+//! one byte shuffle per 128-bit lane moves it to `4j + k`.
 //!
 //! When the channel count divides 64 and the stride along the width is 1,
 //! one vector covers `64 / channels` adjacent pixels, so layers of 16 or 32
@@ -65,9 +65,9 @@ enum Sink {
     Accumulators { acc: *mut i32, step: usize },
 }
 
-/// The inputs of one tile: for each tap, the data of vector 0 at
-/// `tap + offset` (a null tap is padding); vector `v` reads `step` bytes
-/// further.
+/// The inputs of one tile. For each tap, vector 0 reads the data at
+/// `tap + offset`, and vector `v` reads `v · step` bytes further. A null
+/// tap is padding.
 struct TileInput<'a> {
     taps: &'a [*const u8],
     offset: usize,
@@ -135,7 +135,7 @@ macro_rules! stage_bytes {
 #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl")]
 unsafe fn store_accumulators(acc: [__m512i; 4], out: *mut i32) {
     // Within each 128-bit lane, a 4x4 transpose of the 4 accumulators puts
-    // lane `j` of each next to each other: `u[m]` holds, in 128-bit lane
+    // lane `j` of each next to each other: `u[m]` contains, in 128-bit lane
     // `l`, bytes `16l + 4m .. 16l + 4m + 4`.
     let t0 = _mm512_unpacklo_epi32(acc[0], acc[1]);
     let t1 = _mm512_unpackhi_epi32(acc[0], acc[1]);
@@ -168,8 +168,8 @@ unsafe fn store_accumulators(acc: [__m512i; 4], out: *mut i32) {
 /// # Safety
 /// The CPU must support AVX-512 VNNI. For every non-null tap, the
 /// masked-in bytes at `tap + offset + v · step` must be readable for
-/// `v < T`; the weights must hold 4 aligned vectors per tap; and the sink
-/// must have room for `T` vectors.
+/// `v < T`. The weights must contain 4 aligned vectors per tap, and the
+/// sink must have room for `T` vectors.
 #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn tile<const T: usize, const SIGNED: bool, const MASKED: bool>(
     input: &TileInput,
@@ -403,8 +403,8 @@ fn plan_jobs(geom: &ConvGeometry, chunks: usize) -> Vec<Job> {
     jobs
 }
 
-/// The input rows an output row reads: one per (depth tap, height tap),
-/// null for a row of padding.
+/// Fills `rows` with the input rows that output row `y` reads: one per
+/// (depth tap, height tap), null for a row of padding.
 fn tap_rows(layer: &Layer, plane: usize, y: usize, rows: &mut Vec<*const u8>) {
     let geom = layer.geom;
     let [id, ih, iw] = geom.input;
@@ -426,7 +426,7 @@ fn tap_rows(layer: &Layer, plane: usize, y: usize, rows: &mut Vec<*const u8>) {
     }
 }
 
-/// The output columns outside the inner range, left then right.
+/// Returns the output columns outside the inner range, left then right.
 fn border_columns(layer: &Layer) -> impl Iterator<Item = usize> {
     (0..layer.inner.0).chain(layer.inner.1..layer.geom.output[2])
 }

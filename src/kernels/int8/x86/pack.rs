@@ -176,7 +176,7 @@ impl Panels {
 
     /// The panel bytes, plus one 64-byte line when they are an even number
     /// of lines. Kernels read the same step of several consecutive panels
-    /// together; with an odd number of lines between them, those reads fall
+    /// together. With an odd number of lines between them, those reads fall
     /// in different sets of the 4 KiB-periodic L1 cache instead of one.
     fn stride_of(encoding: Encoding, shape: PanelShape) -> usize {
         let bytes = shape.taps * shape.steps() * encoding.step_bytes();
@@ -293,7 +293,7 @@ pub(super) const DEPTHWISE_CHUNK: usize = 64;
 ///
 /// `vpdpbusd` adds the 4 products of each int32 lane, and the 4 bytes of a
 /// lane hold 4 different channels. So each (chunk, tap) has 4 vectors, one
-/// per phase `k`: vector `k` holds the weight of the channel at byte `b` for
+/// per phase `k`: vector `k` contains the weight of the channel at byte `b` for
 /// the bytes with `b % 4 == k` and 0 elsewhere. With them, accumulator `k`
 /// gathers in lane `j` the channel at byte `4j + k`.
 ///
@@ -358,8 +358,8 @@ impl DepthwiseVnniWeights {
         }
     }
 
-    /// The channel at byte `b` of chunk `chunk`'s vectors, `None` past the
-    /// last channel.
+    /// Returns the channel at byte `b` of chunk `chunk`'s vectors, `None`
+    /// past the last channel.
     pub(super) fn byte_channel(&self, chunk: usize, b: usize) -> Option<usize> {
         let c = if self.pixels_per_vector() > 1 {
             b % self.channels
@@ -410,14 +410,14 @@ mod tests {
 
     #[test]
     fn depthwise_vnni_phases() {
-        // 70 channels, 2 taps: chunk 1 holds channels 64-69.
+        // 70 channels, 2 taps: chunk 1 contains channels 64-69.
         let w: Vec<i8> = (0..140).map(|i| (i % 251 - 100) as i8).collect();
         let sums: Vec<i32> = (0..70)
             .map(|c| w[2 * c] as i32 + w[2 * c + 1] as i32)
             .collect();
         let p = DepthwiseVnniWeights::build(&w, &sums, 70, [1, 1, 2]);
         assert_eq!(p.pixels_per_vector(), 1);
-        // SAFETY: chunk 1 holds 2 taps of 4 vectors of 64 bytes.
+        // SAFETY: chunk 1 contains 2 taps of 4 vectors of 64 bytes.
         let chunk = unsafe { std::slice::from_raw_parts(p.chunk_ptr(1), 8 * 64) };
         for (v, vector) in chunk.chunks(64).enumerate() {
             let (tap, phase) = (v / 4, v % 4);
