@@ -3,7 +3,7 @@
 //! Criterion's "elem/s" is int8 operations per second (2 per multiply-add).
 //!
 //! `cargo bench --bench int8_kernels -- TIER` runs one tier (`scalar`,
-//! `avx2`, `avx512bw`, `avx512_vnni`); the scalar reference is slow.
+//! `avx2`, `avx512bw`, `avx512_vnni`, `amx`); the scalar reference is slow.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use mxnet::kernels::int8::conv::{conv_reference, ConvGeometry, PackedConvWeights};

@@ -22,11 +22,20 @@ pub enum Isa {
     Avx512Bw,
     /// 512-bit `vpdpbusd` (AVX-512 VNNI), signed data shifted by +128.
     Avx512Vnni,
+    /// AVX-512 VNNI, with AMX int8 tiles for 1x1 convolutions and GEMMs of
+    /// many rows.
+    Amx,
 }
 
 impl Isa {
     /// Every tier, plainest first.
-    pub const ALL: [Isa; 4] = [Isa::Scalar, Isa::Avx2, Isa::Avx512Bw, Isa::Avx512Vnni];
+    pub const ALL: [Isa; 5] = [
+        Isa::Scalar,
+        Isa::Avx2,
+        Isa::Avx512Bw,
+        Isa::Avx512Vnni,
+        Isa::Amx,
+    ];
 
     /// Returns the name `MXNET_INT8_ISA` accepts for this tier.
     pub fn name(self) -> &'static str {
@@ -35,6 +44,7 @@ impl Isa {
             Isa::Avx2 => "avx2",
             Isa::Avx512Bw => "avx512bw",
             Isa::Avx512Vnni => "avx512_vnni",
+            Isa::Amx => "amx",
         }
     }
 }
@@ -45,9 +55,9 @@ impl fmt::Display for Isa {
     }
 }
 
-/// A tier name that is not one of `avx512_vnni`, `avx512bw`, `avx2`, `scalar`.
+/// A tier name that is not one of `amx`, `avx512_vnni`, `avx512bw`, `avx2`, `scalar`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("invalid int8 ISA name {0:?}: expected avx512_vnni, avx512bw, avx2 or scalar")]
+#[error("invalid int8 ISA name {0:?}: expected amx, avx512_vnni, avx512bw, avx2 or scalar")]
 pub struct ParseIsaError(pub String);
 
 impl FromStr for Isa {
@@ -74,7 +84,10 @@ fn detect() -> Isa {
         && is_x86_feature_detected!("avx512f")
         && is_x86_feature_detected!("avx512bw")
         && is_x86_feature_detected!("avx512vl");
-    if avx512 && is_x86_feature_detected!("avx512vnni") {
+    let vnni = avx512 && is_x86_feature_detected!("avx512vnni");
+    if vnni && super::x86::amx_supported() {
+        Isa::Amx
+    } else if vnni {
         Isa::Avx512Vnni
     } else if avx512 {
         Isa::Avx512Bw
@@ -149,5 +162,7 @@ mod tests {
         assert_eq!(cap(Isa::Avx512Bw, Some("")), Isa::Avx512Bw);
         assert_eq!(cap(Isa::Avx512Bw, None), Isa::Avx512Bw);
         assert_eq!(cap(Isa::Avx512Vnni, Some("scalar")), Isa::Scalar);
+        assert_eq!(cap(Isa::Amx, Some("avx512_vnni")), Isa::Avx512Vnni);
+        assert_eq!(cap(Isa::Avx512Vnni, Some("amx")), Isa::Avx512Vnni);
     }
 }

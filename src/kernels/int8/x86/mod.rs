@@ -1,4 +1,4 @@
-//! x86-64 int8 kernels: AVX-512 VNNI, AVX-512 BW and AVX2 tiers of the
+//! x86-64 int8 kernels: AMX, AVX-512 VNNI, AVX-512 BW and AVX2 tiers of the
 //! quantized convolution and GEMM, bit-exact with the scalar reference.
 //!
 //! Weights are repacked for a tier ([`ConvPack`], [`GemmPack`]); the kernels
@@ -7,6 +7,7 @@
 //! [`conv_selected`] and [`gemm_packed`] first and fall back to the scalar
 //! body when these return `false`.
 
+mod amx;
 mod depthwise;
 mod depthwise_vnni;
 mod implicit_gemm;
@@ -23,6 +24,7 @@ mod tests;
 use std::any::TypeId;
 use std::sync::OnceLock;
 
+use self::amx::AmxWeights;
 use self::implicit_gemm::{DataCopy, Tiling};
 use self::pack::{DepthwiseVnniWeights, DepthwiseWeights, Encoding, PanelShape, Panels};
 use self::stage::{OutKind, StagePlan};
@@ -87,9 +89,17 @@ unsafe fn store_tile(
     }
 }
 
+/// Returns whether this CPU and operating system run the AMX tier.
+pub(crate) fn amx_supported() -> bool {
+    amx::supported()
+}
+
+/// Fewest GEMM rows (output pixels) for the AMX tiles; fewer run on VNNI.
+const AMX_MIN_ROWS: usize = 16;
+
 fn tiling(isa: Isa) -> Tiling {
     match isa {
-        Isa::Avx512Vnni => Tiling {
+        Isa::Amx | Isa::Avx512Vnni => Tiling {
             pixels: vnni::TILE_PIXELS,
             narrow_pixels: vnni::NARROW_TILE_PIXELS,
             panels: vnni::TILE_PANELS,
@@ -126,6 +136,9 @@ pub struct ConvPack {
     isa: Isa,
     groups: usize,
     layout: ConvLayout,
+    /// The weights of a 1x1 convolution with one group as AMX tiles, on
+    /// the AMX tier; its other layers use the VNNI layout.
+    amx: Option<AmxWeights>,
 }
 
 impl std::fmt::Debug for ConvPack {
@@ -158,7 +171,7 @@ impl ConvPack {
             return None;
         }
         let depthwise = in_per_group == 1 && out_per_group == 1;
-        let layout = if depthwise && isa == Isa::Avx512Vnni {
+        let layout = if depthwise && isa >= Isa::Avx512Vnni {
             ConvLayout::DepthwiseVnni(DepthwiseVnniWeights::build(
                 weights.reference_data(),
                 weights.channel_sums(),
@@ -187,10 +200,13 @@ impl ConvPack {
                 weights.channel_sums(),
             ))
         };
+        let amx = (isa == Isa::Amx && taps == 1 && groups == 1)
+            .then(|| AmxWeights::build(weights.reference_data(), out_channels, in_per_group));
         Some(ConvPack {
             isa,
             groups,
             layout,
+            amx,
         })
     }
 
@@ -201,7 +217,7 @@ impl ConvPack {
 
 fn encoding(isa: Isa) -> Encoding {
     match isa {
-        Isa::Avx512Vnni => Encoding::Bytes,
+        Isa::Amx | Isa::Avx512Vnni => Encoding::Bytes,
         Isa::Avx512Bw => Encoding::Words,
         Isa::Avx2 | Isa::Scalar => Encoding::Pairs,
     }
@@ -309,6 +325,24 @@ pub fn conv<X: QuantElem, O: OutputElem>(
     }
     let plan = StagePlan::new(stage, kind, residual, geom.out_channels);
     let out = SyncPtr(output.as_mut_ptr().cast());
+    let pixels = geom.batch * geom.output.iter().product::<usize>();
+    if let Some(amx) = pack
+        .amx
+        .as_ref()
+        .filter(|_| is_plain(geom) && pixels >= AMX_MIN_ROWS)
+    {
+        assert_eq!(
+            (amx.n, amx.k),
+            (geom.out_channels, geom.in_channels),
+            "conv: weights do not match the geometry"
+        );
+        // SAFETY: the pack has AMX weights only on the AMX tier, which
+        // `ConvPack::new` checked this CPU and system run. A plain 1x1
+        // geometry is the GEMM of its pixels (the input) by the weights;
+        // `out` has `geom.output_len()` elements of `kind`.
+        unsafe { amx::run(pack.isa, pixels, bytes, signed, amx, &plan, out) };
+        return true;
+    }
     match &pack.layout {
         ConvLayout::Panels(panels) => {
             let shape = panels.shape;
@@ -363,6 +397,17 @@ pub fn conv<X: QuantElem, O: OutputElem>(
     true
 }
 
+/// Returns whether `geom` is a 1x1 convolution with stride 1 and no
+/// padding: then output pixel `p` reads input pixel `p` only.
+fn is_plain(geom: &ConvGeometry) -> bool {
+    (0..3).all(|i| {
+        geom.kernel[i] == 1
+            && geom.stride[i] == 1
+            && geom.pad[i] == 0
+            && geom.input[i] == geom.output[i]
+    })
+}
+
 /// A fully connected layer's weights repacked for one SIMD tier: the
 /// panels of a 1x1 convolution with one group.
 #[derive(Clone)]
@@ -371,6 +416,8 @@ pub struct GemmPack {
     rows: usize,
     depth: usize,
     panels: Panels,
+    /// The same weights as AMX tiles, on the AMX tier.
+    amx: Option<AmxWeights>,
 }
 
 impl std::fmt::Debug for GemmPack {
@@ -404,6 +451,7 @@ impl GemmPack {
             rows,
             depth,
             panels: Panels::build(encoding(isa), shape, weights, row_sums),
+            amx: (isa == Isa::Amx).then(|| AmxWeights::build(weights, rows, depth)),
         })
     }
 
@@ -441,6 +489,14 @@ pub fn gemm_packed<X: QuantElem, O: OutputElem>(
     if m == 0 {
         return true;
     }
+    let plan = StagePlan::new(stage, kind, None, pack.rows);
+    let out = SyncPtr(output.as_mut_ptr().cast());
+    if let Some(amx) = pack.amx.as_ref().filter(|_| m >= AMX_MIN_ROWS) {
+        // SAFETY: the pack has AMX weights only on the AMX tier, which this
+        // CPU and system run, and `out` has M x N elements of `kind`.
+        unsafe { amx::run(pack.isa, m, bytes, signed, amx, &plan, out) };
+        return true;
+    }
     let geom = ConvGeometry {
         batch: 1,
         in_channels: pack.depth,
@@ -453,8 +509,6 @@ pub fn gemm_packed<X: QuantElem, O: OutputElem>(
         dilate: [1, 1, 1],
         pad: [0, 0, 0],
     };
-    let plan = StagePlan::new(stage, kind, None, pack.rows);
-    let out = SyncPtr(output.as_mut_ptr().cast());
     // SAFETY: the pack was built for `pack.isa`, which this CPU runs, as the
     // panels of this 1x1 geometry, and `out` has M x N elements of `kind`.
     unsafe {

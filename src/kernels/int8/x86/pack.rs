@@ -34,11 +34,11 @@ struct Line([u8; 64]);
 pub(super) struct Lines(Vec<Line>);
 
 impl Lines {
-    fn zeroed(bytes: usize) -> Lines {
+    pub(super) fn zeroed(bytes: usize) -> Lines {
         Lines(vec![Line([0; 64]); bytes.div_ceil(64)])
     }
 
-    fn set_i8(&mut self, index: usize, value: i8) {
+    pub(super) fn set_i8(&mut self, index: usize, value: i8) {
         self.0[index / 64].0[index % 64] = value as u8;
     }
 
@@ -50,6 +50,12 @@ impl Lines {
 
     pub(super) fn as_ptr(&self) -> *const u8 {
         self.0.as_ptr().cast()
+    }
+
+    #[cfg(test)]
+    pub(super) fn as_bytes(&self) -> &[u8] {
+        // SAFETY: the lines are plain bytes, contiguous in the vector.
+        unsafe { std::slice::from_raw_parts(self.as_ptr(), self.0.len() * 64) }
     }
 }
 

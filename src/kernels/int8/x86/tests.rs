@@ -1088,3 +1088,123 @@ fn vnni_peak_runs() {
         assert_eq!(sum, 16 * per_lane);
     }
 }
+
+/// A 1x1 convolution with stride 1 and no padding over `pixels` pixels in
+/// one row: the plain GEMM case that the AMX tier runs on tiles.
+fn plain_1x1(batch: usize, pixels: usize, k: usize, n: usize) -> ConvGeometry {
+    geometry(
+        batch,
+        k,
+        n,
+        1,
+        [1, 1, pixels],
+        [1, 1, 1],
+        [1, 1, 1],
+        [1, 1, 1],
+        [0, 0, 0],
+    )
+}
+
+#[test]
+fn plain_1x1_shapes_match_reference() {
+    // Pixel counts around the 32-pixel block and the 16-row minimum,
+    // reductions below, at and past one 64-byte chunk (some not multiples
+    // of 4), and channel counts that leave half a pair of weight tiles.
+    let mut rng = Rng(11);
+    for (batch, pixels, k, n) in [
+        (1, 16, 1, 1),
+        (1, 17, 3, 16),
+        (2, 16, 16, 17),
+        (1, 32, 32, 33),
+        (1, 33, 63, 64),
+        (3, 21, 64, 65),
+        (1, 100, 65, 100),
+        (1, 49, 130, 48),
+        (1, 64, 256, 31),
+    ] {
+        let geom = plain_1x1(batch, pixels, k, n);
+        let weights: Vec<i8> = rng.bytes(n * k);
+        let label = format!("1x1 {batch}x{pixels} pixels, K {k}, N {n}");
+        let x: Vec<i8> = rng.bytes(geom.input_len());
+        check_conv(
+            &mut rng,
+            &geom,
+            &x,
+            &weights,
+            &format!("{label}, int8 data"),
+        );
+        let x: Vec<u8> = rng.bytes(geom.input_len());
+        check_conv(
+            &mut rng,
+            &geom,
+            &x,
+            &weights,
+            &format!("{label}, uint8 data"),
+        );
+    }
+}
+
+#[test]
+fn plain_1x1_extreme_values_match_reference() {
+    let mut rng = Rng(12);
+    // 8,200 channels: 128 full chunks and a partial one; -128 · -128 · 8,200
+    // still fits int32.
+    for (pixels, k, n) in [(40, 130, 35), (17, 8200, 3)] {
+        let geom = plain_1x1(1, pixels, k, n);
+        for wv in [-128i8, 127] {
+            let w = vec![wv; n * k];
+            for xv in [-128i8, 127] {
+                let x = vec![xv; geom.input_len()];
+                let label = format!("1x1 K {k}, int8 data {xv}, weights {wv}");
+                check_conv(&mut rng, &geom, &x, &w, &label);
+            }
+            let x = vec![255u8; geom.input_len()];
+            let w: Vec<i8> = (0..n * k)
+                .map(|i| if i % 2 == 0 { wv } else { -wv.max(-127) })
+                .collect();
+            let label = format!("1x1 K {k}, uint8 data 255, weights ±{wv}");
+            check_conv(&mut rng, &geom, &x, &w, &label);
+        }
+    }
+}
+
+#[test]
+fn gemm_with_many_rows_matches_reference() {
+    let mut rng = Rng(13);
+    for (m, k, n) in [(16, 37, 33), (40, 130, 70), (33, 512, 17)] {
+        let w: Vec<i8> = rng.bytes(n * k);
+        let xs: Vec<i8> = rng.bytes(m * k);
+        check_gemm(
+            &mut rng,
+            m,
+            &xs,
+            &w,
+            &format!("GEMM {m}x{k}x{n}, int8 data"),
+        );
+        let xu: Vec<u8> = rng.bytes(m * k);
+        check_gemm(
+            &mut rng,
+            m,
+            &xu,
+            &w,
+            &format!("GEMM {m}x{k}x{n}, uint8 data"),
+        );
+    }
+}
+
+#[test]
+fn amx_tier_packs_tiles_for_1x1_only() {
+    if isa::detected() < Isa::Amx {
+        return;
+    }
+    let one = PackedConvWeights::pack(&[1; 6], 2, 3, [1, 1, 1]);
+    assert!(ConvPack::new(Isa::Amx, &one, 1).unwrap().amx.is_some());
+    assert!(ConvPack::new(Isa::Avx512Vnni, &one, 1)
+        .unwrap()
+        .amx
+        .is_none());
+    let three = PackedConvWeights::pack(&[1; 54], 2, 3, [1, 3, 3]);
+    assert!(ConvPack::new(Isa::Amx, &three, 1).unwrap().amx.is_none());
+    let gemm = GemmPack::new(Isa::Amx, &[1; 6], &[3, 3], 2, 3).unwrap();
+    assert!(gemm.amx.is_some());
+}

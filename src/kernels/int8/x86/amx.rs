@@ -1,0 +1,493 @@
+//! Intel AMX tiles for 1x1 convolutions and GEMMs with many rows.
+//!
+//! One `tdpbusd` (uint8 data) or `tdpbssd` (int8 data) multiplies a tile of
+//! 16 data rows by 64 bytes with a tile of 16 weight rows of 64 bytes (16
+//! output channels by 4 input channels each, the layout of a VNNI panel
+//! step) and adds the 16 x 16 int32 products to an accumulator tile.
+//! Signed data needs no +128 shift: `tdpbssd` multiplies int8 by int8. The
+//! sums wrap in int32, so the result is exact whenever the true dot product
+//! fits in int32, as on the other tiers.
+//!
+//! A block is 32 pixels by 32 output channels: 2 data tiles, 2 weight
+//! tiles and 4 accumulator tiles, the 8 tile registers. The data tiles
+//! read channels-last pixels in place, one pixel per tile row; the weight
+//! tiles come from [`AmxWeights`]. Accumulators go to a buffer of int32
+//! rows and through the same vector output stage as the VNNI tier.
+//!
+//! Linux hands out the tile registers only on request (`arch_prctl` with
+//! `ARCH_REQ_XCOMP_PERM`); [`supported`] asks once, and the tier is only
+//! offered when the request succeeds.
+
+use std::arch::asm;
+use std::arch::x86_64::__cpuid_count;
+use std::cell::RefCell;
+
+use rayon::prelude::*;
+
+use super::pack::{Lines, PANEL, STEP_CHANNELS};
+use super::stage::StagePlan;
+use super::tile::TILE_ROW;
+use super::{store_tile, SyncPtr};
+use crate::kernels::int8::isa::Isa;
+
+/// Pixels of one block: two data tiles of 16 rows.
+const BLOCK_PIXELS: usize = 32;
+
+/// Output channels of one weight tile.
+const TILE_CHANNELS: usize = PANEL;
+
+/// Most bytes of one tile row.
+const ROW_BYTES: usize = 64;
+
+/// Output channels of one job's column: 2 pairs of weight tiles, which
+/// fill the [`TILE_ROW`] int32 values of a result row.
+const JOB_CHANNELS: usize = TILE_ROW;
+
+/// Returns whether this CPU has AMX with int8 tiles and the operating
+/// system lets this process use them.
+pub(crate) fn supported() -> bool {
+    let leaf = __cpuid_count(7, 0);
+    let tile = (leaf.edx >> 24) & 1 == 1;
+    let int8 = (leaf.edx >> 25) & 1 == 1;
+    tile && int8 && request_tile_data()
+}
+
+/// Asks Linux for the tile data state (`XFEATURE_XTILEDATA`, 18) for this
+/// process; every thread of the process may then use the tiles.
+#[cfg(target_os = "linux")]
+fn request_tile_data() -> bool {
+    const SYS_ARCH_PRCTL: i64 = 158;
+    const ARCH_REQ_XCOMP_PERM: i64 = 0x1023;
+    const XFEATURE_XTILEDATA: i64 = 18;
+    let status: i64;
+    // SAFETY: this system call only changes which extended register state
+    // the process may use; it reads and writes no memory of ours. It
+    // clobbers rcx and r11, as every x86-64 Linux system call does.
+    unsafe {
+        asm!(
+            "syscall",
+            inlateout("rax") SYS_ARCH_PRCTL => status,
+            in("rdi") ARCH_REQ_XCOMP_PERM,
+            in("rsi") XFEATURE_XTILEDATA,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    if status != 0 {
+        log::debug!("AMX tile data refused by the kernel (arch_prctl returned {status})");
+    }
+    status == 0
+}
+
+#[cfg(not(target_os = "linux"))]
+fn request_tile_data() -> bool {
+    false
+}
+
+/// Weights of a (N, K) GEMM as AMX weight tiles.
+///
+/// The reduction is cut in chunks of `chunk` bytes of each pixel: all of K
+/// (rounded up to a multiple of 4) when that is at most 64, else 64 bytes.
+/// Tile `(pair, chunk, half)` holds output channels
+/// `(2·pair + half)·16 ..` for that chunk: `chunk / 4` rows of 64 bytes,
+/// row `r` holding 4 consecutive input channels per output channel, as a
+/// VNNI panel step. Channels past N and K are zero, so a block may read
+/// data bytes past a pixel's K (they meet zero weights) and a pair may
+/// have a missing half.
+#[derive(Clone)]
+pub(super) struct AmxWeights {
+    pub n: usize,
+    pub k: usize,
+    chunk: usize,
+    chunks: usize,
+    lines: Lines,
+}
+
+impl AmxWeights {
+    /// Packs row-major (N = `n`, K = `k`) int8 weights.
+    pub(super) fn build(weights: &[i8], n: usize, k: usize) -> AmxWeights {
+        assert_eq!(
+            weights.len(),
+            n * k,
+            "AMX packing: weight count is not N x K"
+        );
+        let padded = k.div_ceil(STEP_CHANNELS) * STEP_CHANNELS;
+        let (chunk, chunks) = if padded <= ROW_BYTES {
+            (padded, 1)
+        } else {
+            (ROW_BYTES, k.div_ceil(ROW_BYTES))
+        };
+        let pairs = n.div_ceil(2 * TILE_CHANNELS);
+        let tile_bytes = chunk / STEP_CHANNELS * ROW_BYTES;
+        let mut lines = Lines::zeroed(pairs * chunks * 2 * tile_bytes);
+        for (o, row) in weights.chunks_exact(k.max(1)).enumerate().take(n) {
+            let (tile, lane) = (o / TILE_CHANNELS, o % TILE_CHANNELS);
+            let (pair, half) = (tile / 2, tile % 2);
+            for (i, &w) in row.iter().enumerate() {
+                let (c, within) = (i / chunk, i % chunk);
+                let tile_start = ((pair * chunks + c) * 2 + half) * tile_bytes;
+                let at = tile_start
+                    + within / STEP_CHANNELS * ROW_BYTES
+                    + lane * STEP_CHANNELS
+                    + within % STEP_CHANNELS;
+                lines.set_i8(at, w);
+            }
+        }
+        AmxWeights {
+            n,
+            k,
+            chunk,
+            chunks,
+            lines,
+        }
+    }
+
+    /// Rows of one weight tile.
+    fn tile_rows(&self) -> usize {
+        self.chunk / STEP_CHANNELS
+    }
+
+    /// Bytes of one weight tile.
+    fn tile_bytes(&self) -> usize {
+        self.tile_rows() * ROW_BYTES
+    }
+
+    /// Bytes one block reads from a pixel's first byte on.
+    fn reach(&self) -> usize {
+        self.chunks * self.chunk
+    }
+
+    /// First weight tile of pair `pair` (its first chunk, first half).
+    fn pair_ptr(&self, pair: usize) -> *const u8 {
+        let offset = pair * self.chunks * 2 * self.tile_bytes();
+        // SAFETY: `pair` is below the pair count, so the offset stays
+        // inside the buffer.
+        unsafe { self.lines.as_ptr().add(offset) }
+    }
+}
+
+/// The tile configuration of `ldtilecfg` (palette 1).
+#[repr(C, align(64))]
+struct TileConfig {
+    palette: u8,
+    start_row: u8,
+    reserved: [u8; 14],
+    /// Bytes per row of each tile register.
+    columns: [u16; 16],
+    rows: [u8; 16],
+}
+
+impl TileConfig {
+    /// Registers 0 and 1 hold data (16 pixels by `chunk` bytes), 2 and 3
+    /// weights (`chunk / 4` rows of 64 bytes), 4 to 7 accumulators (16 by
+    /// 16 int32).
+    fn for_chunk(chunk: usize) -> TileConfig {
+        let mut config = TileConfig {
+            palette: 1,
+            start_row: 0,
+            reserved: [0; 14],
+            columns: [0; 16],
+            rows: [0; 16],
+        };
+        for t in 0..8 {
+            let (columns, rows) = match t {
+                0 | 1 => (chunk, 16),
+                2 | 3 => (ROW_BYTES, chunk / STEP_CHANNELS),
+                _ => (ROW_BYTES, 16),
+            };
+            config.columns[t] = columns as u16;
+            config.rows[t] = rows as u8;
+        }
+        config
+    }
+}
+
+/// Loads `config` into the tile registers of this thread, runs `f`, and
+/// releases the tiles.
+///
+/// # Safety
+/// [`supported`] must have returned `true`.
+unsafe fn with_tiles(config: &TileConfig, f: impl FnOnce()) {
+    // SAFETY: the process may use the tiles (the caller's guarantee), and
+    // `config` is a valid palette-1 configuration of 64 bytes.
+    unsafe { asm!("ldtilecfg [{}]", in(reg) config, options(nostack, readonly)) };
+    f();
+    // SAFETY: as above; this only returns the tiles to their initial state.
+    unsafe { asm!("tilerelease", options(nostack, nomem)) };
+}
+
+/// Multiplies one chunk: the data tiles at `$a0` and `$a1` (16 pixels
+/// each, `$stride` bytes apart) by the weight tiles at `$b0` and `$b1`,
+/// adding to accumulators 4 to 7 with the product instruction `$op`.
+macro_rules! chunk_products {
+    ($op:literal, $a0:expr, $a1:expr, $b0:expr, $b1:expr, $stride:expr) => {
+        asm!(
+            "tileloadd tmm0, [{a0} + {s}*1]",
+            "tileloadd tmm2, [{b0} + {w}*1]",
+            concat!($op, " tmm4, tmm0, tmm2"),
+            "tileloadd tmm3, [{b1} + {w}*1]",
+            concat!($op, " tmm5, tmm0, tmm3"),
+            "tileloadd tmm1, [{a1} + {s}*1]",
+            concat!($op, " tmm6, tmm1, tmm2"),
+            concat!($op, " tmm7, tmm1, tmm3"),
+            a0 = in(reg) $a0, a1 = in(reg) $a1, b0 = in(reg) $b0, b1 = in(reg) $b1,
+            s = in(reg) $stride, w = in(reg) ROW_BYTES,
+            options(nostack, readonly),
+        )
+    };
+}
+
+/// Computes one block: 32 pixels from `data` (pixel `m` at
+/// `data + m·stride`) by the 32 output channels of the weight tiles from
+/// `weights`, storing int32 row `m` at `out + m·TILE_ROW`.
+///
+/// # Safety
+/// The tiles must be configured by [`TileConfig::for_chunk`] for the
+/// weights' chunk. `weights.reach()` bytes from every pixel must be
+/// readable. `out` must have room for 32 rows of [`TILE_ROW`] values.
+unsafe fn block<const SIGNED: bool>(
+    data: *const u8,
+    stride: usize,
+    weights: &AmxWeights,
+    pair: usize,
+    out: *mut i32,
+) {
+    let tile_bytes = weights.tile_bytes();
+    let mut b = weights.pair_ptr(pair);
+    let mut a0 = data;
+    // SAFETY (this and the loop below): pixel 16 is inside the block.
+    let mut a1 = unsafe { data.add(16 * stride) };
+    // SAFETY: the tiles are configured (the caller's guarantee).
+    unsafe {
+        asm!(
+            "tilezero tmm4",
+            "tilezero tmm5",
+            "tilezero tmm6",
+            "tilezero tmm7",
+            options(nostack, nomem)
+        )
+    };
+    for _ in 0..weights.chunks {
+        // SAFETY: each data tile reads 16 rows of `chunk` bytes inside the
+        // readable reach of its pixels, each weight tile one packed tile.
+        // The loads interleave with the products that need them: the tile
+        // registers are not renamed, so a load waits for the products
+        // still reading its register.
+        unsafe {
+            let b1 = b.add(tile_bytes);
+            if SIGNED {
+                chunk_products!("tdpbssd", a0, a1, b, b1, stride);
+            } else {
+                chunk_products!("tdpbusd", a0, a1, b, b1, stride);
+            }
+            a0 = a0.add(weights.chunk);
+            a1 = a1.add(weights.chunk);
+            b = b.add(2 * tile_bytes);
+        }
+    }
+    let row = TILE_ROW * 4;
+    // SAFETY: `out` has room for 32 rows of TILE_ROW int32 values, and each
+    // store writes 16 rows of 16 values.
+    unsafe {
+        asm!(
+            "tilestored [{c0} + {r}*1], tmm4",
+            "tilestored [{c1} + {r}*1], tmm5",
+            "tilestored [{c2} + {r}*1], tmm6",
+            "tilestored [{c3} + {r}*1], tmm7",
+            c0 = in(reg) out,
+            c1 = in(reg) out.add(TILE_CHANNELS),
+            c2 = in(reg) out.add(16 * TILE_ROW),
+            c3 = in(reg) out.add(16 * TILE_ROW + TILE_CHANNELS),
+            r = in(reg) row,
+            options(nostack),
+        )
+    };
+}
+
+thread_local! {
+    /// This thread's copy of a block whose reads would pass the input's end.
+    static STAGED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// One unit of parallel work: 64 output channels over a range of blocks.
+#[derive(Clone, Copy)]
+struct Job {
+    column: usize,
+    blocks: (usize, usize),
+}
+
+/// About 4 jobs per thread, first by channel columns, then by pixels.
+fn plan_jobs(columns: usize, blocks: usize) -> Vec<Job> {
+    let target = 4 * rayon::current_num_threads();
+    let ranges = target.div_ceil(columns).clamp(1, blocks.max(1));
+    let per_range = blocks.div_ceil(ranges).max(1);
+    let mut jobs = Vec::with_capacity(columns * ranges);
+    for start in (0..blocks).step_by(per_range) {
+        for column in 0..columns {
+            jobs.push(Job {
+                column,
+                blocks: (start, (start + per_range).min(blocks)),
+            });
+        }
+    }
+    jobs
+}
+
+/// The arguments of [`run`] that every job shares.
+struct Gemm<'a> {
+    isa: Isa,
+    pixels: usize,
+    input: &'a [u8],
+    weights: &'a AmxWeights,
+    plan: &'a StagePlan<'a>,
+    kernel: BlockFn,
+    out: SyncPtr,
+}
+
+/// A block kernel for int8 or uint8 data.
+type BlockFn = unsafe fn(*const u8, usize, &AmxWeights, usize, *mut i32);
+
+/// Computes `pixels` rows of the GEMM `input` (pixels x K, int8 when
+/// `signed`, else uint8) times the weights, through the output stage into
+/// `out` (pixels x N).
+///
+/// # Safety
+/// [`supported`] must have returned `true`, and the CPU must run `isa`
+/// (AVX-512 or better, for the output stage). `out` must have `pixels · N`
+/// elements of the plan's kind, written by no one else meanwhile.
+pub(super) unsafe fn run(
+    isa: Isa,
+    pixels: usize,
+    input: &[u8],
+    signed: bool,
+    weights: &AmxWeights,
+    plan: &StagePlan,
+    out: SyncPtr,
+) {
+    assert_eq!(
+        input.len(),
+        pixels * weights.k,
+        "AMX GEMM: input is not pixels x K"
+    );
+    let gemm = Gemm {
+        isa,
+        pixels,
+        input,
+        weights,
+        plan,
+        kernel: if signed {
+            block::<true>
+        } else {
+            block::<false>
+        },
+        out,
+    };
+    let blocks = pixels.div_ceil(BLOCK_PIXELS);
+    let jobs = plan_jobs(weights.n.div_ceil(JOB_CHANNELS), blocks);
+    let config = TileConfig::for_chunk(weights.chunk);
+    jobs.par_iter().for_each(|job| {
+        // SAFETY: forwarded from the caller.
+        unsafe { with_tiles(&config, || run_job(&gemm, job)) };
+    });
+}
+
+/// Runs one job with the tiles configured for the weights' chunk.
+///
+/// # Safety
+/// As [`run`], on a thread whose tiles are configured.
+unsafe fn run_job(gemm: &Gemm, job: &Job) {
+    let Gemm {
+        pixels,
+        input,
+        weights,
+        ..
+    } = *gemm;
+    let (n, k) = (weights.n, weights.k);
+    let first_channel = job.column * JOB_CHANNELS;
+    let channels = (n - first_channel).min(JOB_CHANNELS);
+    let pairs_per_job = JOB_CHANNELS / (2 * TILE_CHANNELS);
+    let mut result = [0i32; BLOCK_PIXELS * TILE_ROW];
+    for b in job.blocks.0..job.blocks.1 {
+        let p0 = b * BLOCK_PIXELS;
+        let rows = (pixels - p0).min(BLOCK_PIXELS);
+        let mut run_block = |data: *const u8| {
+            for pair in 0..channels.div_ceil(2 * TILE_CHANNELS) {
+                // SAFETY: `data` has 32 pixels whose reach is readable
+                // (checked or staged below); the pair's 32 columns lie
+                // inside `result`'s rows.
+                unsafe {
+                    (gemm.kernel)(
+                        data,
+                        k,
+                        weights,
+                        job.column * pairs_per_job + pair,
+                        result.as_mut_ptr().add(pair * 2 * TILE_CHANNELS),
+                    )
+                };
+            }
+        };
+        let last_read = (p0 + BLOCK_PIXELS - 1) * k + weights.reach();
+        if last_read <= input.len() {
+            // SAFETY: every pixel's reach ends by `last_read`.
+            run_block(unsafe { input.as_ptr().add(p0 * k) });
+        } else {
+            STAGED.with(|staged| {
+                let mut staged = staged.borrow_mut();
+                staged.clear();
+                staged.resize((BLOCK_PIXELS - 1) * k + weights.reach(), 0);
+                staged[..rows * k].copy_from_slice(&input[p0 * k..][..rows * k]);
+                run_block(staged.as_ptr());
+            });
+        }
+        // SAFETY: the job owns these output elements; the CPU runs
+        // `gemm.isa` (the caller's guarantee).
+        unsafe {
+            store_tile(
+                gemm.isa,
+                gemm.plan,
+                &result,
+                TILE_ROW,
+                rows,
+                channels,
+                first_channel,
+                p0 * n + first_channel,
+                n,
+                gemm.out,
+            )
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weight_tiles_hold_each_weight_once() {
+        for (n, k) in [(1, 1), (17, 5), (40, 64), (33, 130), (64, 256)] {
+            let weights: Vec<i8> = (0..n * k).map(|i| (i % 97) as i8 + 1).collect();
+            let packed = AmxWeights::build(&weights, n, k);
+            let bytes = packed.lines.as_bytes();
+            let mut seen = 0;
+            for o in 0..n {
+                for i in 0..k {
+                    let (tile, lane) = (o / 16, o % 16);
+                    let (c, within) = (i / packed.chunk, i % packed.chunk);
+                    let at = ((tile / 2 * packed.chunks + c) * 2 + tile % 2) * packed.tile_bytes()
+                        + within / 4 * 64
+                        + lane * 4
+                        + within % 4;
+                    assert_eq!(
+                        bytes[at] as i8,
+                        weights[o * k + i],
+                        "n {n} k {k}: ({o}, {i})"
+                    );
+                    seen += 1;
+                }
+            }
+            let nonzero = bytes.iter().filter(|&&b| b != 0).count();
+            assert_eq!(nonzero, seen, "n {n} k {k}: only the weights are nonzero");
+        }
+    }
+}
