@@ -24,6 +24,7 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
+use super::amx_gather::Gather;
 use super::pack::{Lines, PANEL, STEP_CHANNELS};
 use super::stage::StagePlan;
 use super::tile::TILE_ROW;
@@ -98,6 +99,7 @@ fn request_tile_data() -> bool {
 #[derive(Clone)]
 pub(super) struct AmxWeights {
     pub n: usize,
+    /// Reduction bytes per data row.
     pub k: usize,
     chunk: usize,
     chunks: usize,
@@ -105,7 +107,9 @@ pub(super) struct AmxWeights {
 }
 
 impl AmxWeights {
-    /// Packs row-major (N = `n`, K = `k`) int8 weights.
+    /// Packs row-major (N = `n`, K = `k`) int8 weights: for a
+    /// convolution, K is taps times input channels, in the reference
+    /// `[output channel][tap][input channel]` order.
     pub(super) fn build(weights: &[i8], n: usize, k: usize) -> AmxWeights {
         assert_eq!(
             weights.len(),
@@ -154,7 +158,7 @@ impl AmxWeights {
     }
 
     /// Bytes one block reads from a pixel's first byte on.
-    fn reach(&self) -> usize {
+    pub(super) fn reach(&self) -> usize {
         self.chunks * self.chunk
     }
 
@@ -306,27 +310,81 @@ unsafe fn block<const SIGNED: bool>(
 }
 
 thread_local! {
-    /// This thread's copy of a block whose reads would pass the input's end.
+    /// This thread's buffer for the data rows of gathered or staged blocks.
     static STAGED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// One unit of parallel work: 64 output channels over a range of blocks.
+/// Where the data rows of a block come from.
+pub(super) enum Rows<'a> {
+    /// Pixel `p`'s reduction bytes start at `input[p · stride]`, as in a
+    /// 1x1 convolution with stride 1 and no padding or a GEMM. A block
+    /// whose reads would pass the input's end is copied first.
+    InPlace { input: &'a [u8], stride: usize },
+    /// Each block's rows are gathered from the taps of a convolution.
+    Gathered(Gather<'a>),
+}
+
+impl Rows<'_> {
+    /// Returns the first data row of the block of `rows` pixels from `p0`
+    /// and the bytes between rows; each row's `reach` bytes are readable
+    /// for 32 rows. May fill `staging`.
+    fn block(
+        &self,
+        p0: usize,
+        rows: usize,
+        reach: usize,
+        staging: &mut Vec<u8>,
+    ) -> (*const u8, usize) {
+        match self {
+            Rows::InPlace { input, stride } => {
+                let stride = *stride;
+                let last_read = (p0 + BLOCK_PIXELS - 1) * stride + reach;
+                if last_read <= input.len() {
+                    return (input[p0 * stride..].as_ptr(), stride);
+                }
+                staging.clear();
+                staging.resize((BLOCK_PIXELS - 1) * stride + reach, 0);
+                staging[..rows * stride].copy_from_slice(&input[p0 * stride..][..rows * stride]);
+                (staging.as_ptr(), stride)
+            }
+            Rows::Gathered(gather) => {
+                let stride = gather.row_bytes();
+                let len = (BLOCK_PIXELS - 1) * stride + reach;
+                if staging.len() < len {
+                    staging.resize(len, 0);
+                }
+                gather.fill(p0, rows, staging);
+                (staging.as_ptr(), stride)
+            }
+        }
+    }
+}
+
+/// One unit of parallel work: a range of 64-channel columns over a range
+/// of blocks.
 #[derive(Clone, Copy)]
 struct Job {
-    column: usize,
+    columns: (usize, usize),
     blocks: (usize, usize),
 }
 
-/// About 4 jobs per thread, first by channel columns, then by pixels.
-fn plan_jobs(columns: usize, blocks: usize) -> Vec<Job> {
+/// About 4 jobs per thread. With `split_columns`, first by channel
+/// columns, then by pixels; otherwise every job has all columns, so that
+/// no two jobs write parts of the same output rows.
+fn plan_jobs(columns: usize, blocks: usize, split_columns: bool) -> Vec<Job> {
     let target = 4 * rayon::current_num_threads();
-    let ranges = target.div_ceil(columns).clamp(1, blocks.max(1));
+    let (column_step, ranges) = if split_columns {
+        (1, target.div_ceil(columns))
+    } else {
+        (columns.max(1), target)
+    };
+    let ranges = ranges.clamp(1, blocks.max(1));
     let per_range = blocks.div_ceil(ranges).max(1);
-    let mut jobs = Vec::with_capacity(columns * ranges);
+    let mut jobs = Vec::new();
     for start in (0..blocks).step_by(per_range) {
-        for column in 0..columns {
+        for column in (0..columns).step_by(column_step) {
             jobs.push(Job {
-                column,
+                columns: (column, (column + column_step).min(columns)),
                 blocks: (start, (start + per_range).min(blocks)),
             });
         }
@@ -338,42 +396,49 @@ fn plan_jobs(columns: usize, blocks: usize) -> Vec<Job> {
 struct Gemm<'a> {
     isa: Isa,
     pixels: usize,
-    input: &'a [u8],
+    rows: &'a Rows<'a>,
     weights: &'a AmxWeights,
     plan: &'a StagePlan<'a>,
     kernel: BlockFn,
     out: SyncPtr,
+    /// Output pixel of the first data row.
+    first_pixel: usize,
 }
 
 /// A block kernel for int8 or uint8 data.
 type BlockFn = unsafe fn(*const u8, usize, &AmxWeights, usize, *mut i32);
 
-/// Computes `pixels` rows of the GEMM `input` (pixels x K, int8 when
-/// `signed`, else uint8) times the weights, through the output stage into
-/// `out` (pixels x N).
+/// Computes `pixels` rows of the GEMM of the data `rows` (int8 when
+/// `signed`, else uint8) by the weights, through the output stage into
+/// `out` from output pixel `first_pixel` on (N elements per pixel).
 ///
 /// # Safety
 /// [`supported`] must have returned `true`, and the CPU must run `isa`
-/// (AVX-512 or better, for the output stage). `out` must have `pixels · N`
-/// elements of the plan's kind, written by no one else meanwhile.
+/// (AVX-512 or better, for the output stage and gathering). `out` must
+/// have the elements of these pixels, of the plan's kind, written by no one
+/// else meanwhile.
+#[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn run(
     isa: Isa,
     pixels: usize,
-    input: &[u8],
+    rows: &Rows,
     signed: bool,
     weights: &AmxWeights,
     plan: &StagePlan,
     out: SyncPtr,
+    first_pixel: usize,
 ) {
-    assert_eq!(
-        input.len(),
-        pixels * weights.k,
-        "AMX GEMM: input is not pixels x K"
-    );
+    if let Rows::InPlace { input, stride } = rows {
+        assert_eq!(
+            input.len(),
+            pixels * stride,
+            "AMX GEMM: input is not pixels x stride"
+        );
+    }
     let gemm = Gemm {
         isa,
         pixels,
-        input,
+        rows,
         weights,
         plan,
         kernel: if signed {
@@ -382,13 +447,17 @@ pub(super) unsafe fn run(
             block::<false>
         },
         out,
+        first_pixel,
     };
     let blocks = pixels.div_ceil(BLOCK_PIXELS);
-    let jobs = plan_jobs(weights.n.div_ceil(JOB_CHANNELS), blocks);
+    let columns = weights.n.div_ceil(JOB_CHANNELS);
+    let jobs = plan_jobs(columns, blocks, weights.n.is_multiple_of(JOB_CHANNELS));
     let config = TileConfig::for_chunk(weights.chunk);
     jobs.par_iter().for_each(|job| {
+        let mut staging = STAGED.with(|s| std::mem::take(&mut *s.borrow_mut()));
         // SAFETY: forwarded from the caller.
-        unsafe { with_tiles(&config, || run_job(&gemm, job)) };
+        unsafe { with_tiles(&config, || run_job(&gemm, job, &mut staging)) };
+        STAGED.with(|s| *s.borrow_mut() = staging);
     });
 }
 
@@ -396,66 +465,49 @@ pub(super) unsafe fn run(
 ///
 /// # Safety
 /// As [`run`], on a thread whose tiles are configured.
-unsafe fn run_job(gemm: &Gemm, job: &Job) {
-    let Gemm {
-        pixels,
-        input,
-        weights,
-        ..
-    } = *gemm;
-    let (n, k) = (weights.n, weights.k);
-    let first_channel = job.column * JOB_CHANNELS;
-    let channels = (n - first_channel).min(JOB_CHANNELS);
-    let pairs_per_job = JOB_CHANNELS / (2 * TILE_CHANNELS);
+unsafe fn run_job(gemm: &Gemm, job: &Job, staging: &mut Vec<u8>) {
+    let weights = gemm.weights;
+    let n = weights.n;
+    let pairs_per_column = JOB_CHANNELS / (2 * TILE_CHANNELS);
     let mut result = [0i32; BLOCK_PIXELS * TILE_ROW];
     for b in job.blocks.0..job.blocks.1 {
         let p0 = b * BLOCK_PIXELS;
-        let rows = (pixels - p0).min(BLOCK_PIXELS);
-        let mut run_block = |data: *const u8| {
+        let rows = (gemm.pixels - p0).min(BLOCK_PIXELS);
+        let (data, stride) = gemm.rows.block(p0, rows, weights.reach(), staging);
+        for column in job.columns.0..job.columns.1 {
+            let first_channel = column * JOB_CHANNELS;
+            let channels = (n - first_channel).min(JOB_CHANNELS);
             for pair in 0..channels.div_ceil(2 * TILE_CHANNELS) {
-                // SAFETY: `data` has 32 pixels whose reach is readable
-                // (checked or staged below); the pair's 32 columns lie
-                // inside `result`'s rows.
+                // SAFETY: the block's 32 rows have their reach readable
+                // (`Rows::block`); the pair's 32 columns lie inside
+                // `result`'s rows.
                 unsafe {
                     (gemm.kernel)(
                         data,
-                        k,
+                        stride,
                         weights,
-                        job.column * pairs_per_job + pair,
+                        column * pairs_per_column + pair,
                         result.as_mut_ptr().add(pair * 2 * TILE_CHANNELS),
                     )
                 };
             }
-        };
-        let last_read = (p0 + BLOCK_PIXELS - 1) * k + weights.reach();
-        if last_read <= input.len() {
-            // SAFETY: every pixel's reach ends by `last_read`.
-            run_block(unsafe { input.as_ptr().add(p0 * k) });
-        } else {
-            STAGED.with(|staged| {
-                let mut staged = staged.borrow_mut();
-                staged.clear();
-                staged.resize((BLOCK_PIXELS - 1) * k + weights.reach(), 0);
-                staged[..rows * k].copy_from_slice(&input[p0 * k..][..rows * k]);
-                run_block(staged.as_ptr());
-            });
+            // SAFETY: the job owns these output elements; the CPU runs
+            // `gemm.isa` (the caller's guarantee).
+            unsafe {
+                store_tile(
+                    gemm.isa,
+                    gemm.plan,
+                    &result,
+                    TILE_ROW,
+                    rows,
+                    channels,
+                    first_channel,
+                    (gemm.first_pixel + p0) * n + first_channel,
+                    n,
+                    gemm.out,
+                )
+            };
         }
-        // SAFETY: the job owns these output elements; the CPU runs
-        // `gemm.isa` (the caller's guarantee).
-        unsafe {
-            store_tile(
-                gemm.isa,
-                gemm.plan,
-                &result,
-                TILE_ROW,
-                rows,
-                channels,
-                first_channel,
-                p0 * n + first_channel,
-                n,
-                gemm.out,
-            )
-        };
     }
 }
 
@@ -465,7 +517,7 @@ mod tests {
 
     #[test]
     fn weight_tiles_hold_each_weight_once() {
-        for (n, k) in [(1, 1), (17, 5), (40, 64), (33, 130), (64, 256)] {
+        for (n, k) in [(1, 1), (17, 5), (40, 64), (33, 130), (64, 27)] {
             let weights: Vec<i8> = (0..n * k).map(|i| (i % 97) as i8 + 1).collect();
             let packed = AmxWeights::build(&weights, n, k);
             let bytes = packed.lines.as_bytes();

@@ -56,13 +56,13 @@ thread_local! {
     /// This thread's buffer for data widened to int16, reused across calls.
     static WIDENED: RefCell<Vec<i16>> = const { RefCell::new(Vec::new()) };
     /// This thread's buffer for padded byte copies, reused across calls.
-    static PADDED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    pub(super) static PADDED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Returns the geometry of the same convolution on its input with the
 /// padding written out. It has no padding, and each spatial size is large
 /// enough for every tap of every output pixel.
-fn padded_geometry(geom: &ConvGeometry) -> ConvGeometry {
+pub(super) fn padded_geometry(geom: &ConvGeometry) -> ConvGeometry {
     let mut padded = *geom;
     for i in 0..3 {
         let reach = if geom.output[i] == 0 {
@@ -79,7 +79,7 @@ fn padded_geometry(geom: &ConvGeometry) -> ConvGeometry {
 /// Writes channels-last bytes of `geom` to `out` in the layout of `padded`
 /// (from [`padded_geometry`]), each byte through `convert` and `fill` in
 /// the padding.
-fn write_padded<T: Copy + Send + Sync>(
+pub(super) fn write_padded<T: Copy + Send + Sync>(
     input: &[u8],
     geom: &ConvGeometry,
     padded: &ConvGeometry,
@@ -124,7 +124,7 @@ fn write_padded<T: Copy + Send + Sync>(
 /// Runs `f` on this thread's buffer `buffer`, grown to at least `len`
 /// elements. The buffer only grows, so calls on smaller inputs do not
 /// zero it again.
-fn with_buffer<T: Copy + Default>(
+pub(super) fn with_buffer<T: Copy + Default>(
     buffer: &'static LocalKey<RefCell<Vec<T>>>,
     len: usize,
     f: impl FnOnce(&mut [T]),
@@ -274,14 +274,14 @@ impl<'a> Source<'a> {
 /// An output pixel's batch index and (depth, height, width) position,
 /// advanced without divisions.
 #[derive(Clone, Copy, Default)]
-struct Pixel {
-    batch: usize,
-    pos: [usize; 3],
+pub(super) struct Pixel {
+    pub batch: usize,
+    pub pos: [usize; 3],
 }
 
 impl Pixel {
     /// Locates the pixel at flat index `p` (batch and positions in row-major order).
-    fn at(geom: &ConvGeometry, p: usize) -> Pixel {
+    pub(super) fn at(geom: &ConvGeometry, p: usize) -> Pixel {
         let [d, h, w] = geom.output;
         Pixel {
             batch: p / (d * h * w),
@@ -301,7 +301,7 @@ impl Pixel {
     }
 
     /// Moves to the next pixel in row-major order.
-    fn advance(&mut self, geom: &ConvGeometry) {
+    pub(super) fn advance(&mut self, geom: &ConvGeometry) {
         for i in (0..3).rev() {
             self.pos[i] += 1;
             if self.pos[i] < geom.output[i] {
@@ -382,7 +382,7 @@ fn plan_jobs(groups: usize, panels_per_group: usize, tiling: Tiling, tiles: usiz
 /// CPUs). Small images are grouped, so they share the fork-join costs of
 /// one copy and one convolution. Tests use a tiny budget, so that their
 /// small shapes run both cases.
-const COPY_BUDGET: usize = if cfg!(test) { 1024 } else { 256 * 1024 };
+pub(super) const COPY_BUDGET: usize = if cfg!(test) { 1024 } else { 256 * 1024 };
 
 /// The arguments of [`run`] that stay the same for every part of the batch.
 #[derive(Clone, Copy)]

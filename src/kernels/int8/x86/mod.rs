@@ -8,6 +8,7 @@
 //! body when these return `false`.
 
 mod amx;
+mod amx_gather;
 mod depthwise;
 mod depthwise_vnni;
 mod implicit_gemm;
@@ -24,7 +25,7 @@ mod tests;
 use std::any::TypeId;
 use std::sync::OnceLock;
 
-use self::amx::AmxWeights;
+use self::amx::{AmxWeights, Rows};
 use self::implicit_gemm::{DataCopy, Tiling};
 use self::pack::{DepthwiseVnniWeights, DepthwiseWeights, Encoding, PanelShape, Panels};
 use self::stage::{OutKind, StagePlan};
@@ -136,8 +137,8 @@ pub struct ConvPack {
     isa: Isa,
     groups: usize,
     layout: ConvLayout,
-    /// The weights of a 1x1 convolution with one group as AMX tiles, on
-    /// the AMX tier; its other layers use the VNNI layout.
+    /// The weights as AMX tiles, on the AMX tier, for a convolution with
+    /// one group that is not depthwise; other layers use the VNNI kernels.
     amx: Option<AmxWeights>,
 }
 
@@ -200,8 +201,9 @@ impl ConvPack {
                 weights.channel_sums(),
             ))
         };
-        let amx = (isa == Isa::Amx && taps == 1 && groups == 1)
-            .then(|| AmxWeights::build(weights.reference_data(), out_channels, in_per_group));
+        let amx = (isa == Isa::Amx && groups == 1 && !depthwise).then(|| {
+            AmxWeights::build(weights.reference_data(), out_channels, taps * in_per_group)
+        });
         Some(ConvPack {
             isa,
             groups,
@@ -326,21 +328,28 @@ pub fn conv<X: QuantElem, O: OutputElem>(
     let plan = StagePlan::new(stage, kind, residual, geom.out_channels);
     let out = SyncPtr(output.as_mut_ptr().cast());
     let pixels = geom.batch * geom.output.iter().product::<usize>();
-    if let Some(amx) = pack
-        .amx
-        .as_ref()
-        .filter(|_| is_plain(geom) && pixels >= AMX_MIN_ROWS)
-    {
+    if let Some(amx) = pack.amx.as_ref().filter(|_| pixels >= AMX_MIN_ROWS) {
+        let taps: usize = geom.kernel.iter().product();
         assert_eq!(
             (amx.n, amx.k),
-            (geom.out_channels, geom.in_channels),
+            (geom.out_channels, geom.in_channels * taps),
             "conv: weights do not match the geometry"
         );
         // SAFETY: the pack has AMX weights only on the AMX tier, which
-        // `ConvPack::new` checked this CPU and system run. A plain 1x1
-        // geometry is the GEMM of its pixels (the input) by the weights;
-        // `out` has `geom.output_len()` elements of `kind`.
-        unsafe { amx::run(pack.isa, pixels, bytes, signed, amx, &plan, out) };
+        // `ConvPack::new` checked this CPU and system run, and only with one
+        // group. `out` has `geom.output_len()` elements of `kind`.
+        unsafe {
+            if is_plain(geom) {
+                // Output pixel `p` multiplies input pixel `p` as it is.
+                let rows = Rows::InPlace {
+                    input: bytes,
+                    stride: geom.in_channels,
+                };
+                amx::run(pack.isa, pixels, &rows, signed, amx, &plan, out, 0)
+            } else {
+                amx_gather::run(pack.isa, geom, bytes, signed, amx, &plan, out)
+            }
+        };
         return true;
     }
     match &pack.layout {
@@ -494,7 +503,11 @@ pub fn gemm_packed<X: QuantElem, O: OutputElem>(
     if let Some(amx) = pack.amx.as_ref().filter(|_| m >= AMX_MIN_ROWS) {
         // SAFETY: the pack has AMX weights only on the AMX tier, which this
         // CPU and system run, and `out` has M x N elements of `kind`.
-        unsafe { amx::run(pack.isa, m, bytes, signed, amx, &plan, out) };
+        let rows = Rows::InPlace {
+            input: bytes,
+            stride: pack.depth,
+        };
+        unsafe { amx::run(pack.isa, m, &rows, signed, amx, &plan, out, 0) };
         return true;
     }
     let geom = ConvGeometry {

@@ -1193,7 +1193,138 @@ fn gemm_with_many_rows_matches_reference() {
 }
 
 #[test]
-fn amx_tier_packs_tiles_for_1x1_only() {
+fn gathered_convolutions_match_reference() {
+    // Shapes the AMX tier runs by gathering each block's taps: stems with 3
+    // channels, padding, strides, dilation, 3-D kernels, reductions of
+    // several chunks, and layers without padding read where they are.
+    let mut rng = Rng(14);
+    let cases = [
+        (
+            "stem 3x3/2",
+            geometry(
+                2,
+                3,
+                32,
+                1,
+                [1, 15, 17],
+                [1, 3, 3],
+                [1, 2, 2],
+                [1, 1, 1],
+                [0, 1, 1],
+            ),
+        ),
+        (
+            "stem 7x7/2",
+            geometry(
+                1,
+                3,
+                20,
+                1,
+                [1, 20, 20],
+                [1, 7, 7],
+                [1, 2, 2],
+                [1, 1, 1],
+                [0, 3, 3],
+            ),
+        ),
+        (
+            "3x3 64-40",
+            geometry(
+                1,
+                64,
+                40,
+                1,
+                [1, 9, 9],
+                [1, 3, 3],
+                [1, 1, 1],
+                [1, 1, 1],
+                [0, 1, 1],
+            ),
+        ),
+        (
+            "1x1/2 65-33",
+            geometry(
+                1,
+                65,
+                33,
+                1,
+                [1, 11, 11],
+                [1, 1, 1],
+                [1, 2, 2],
+                [1, 1, 1],
+                [0, 0, 0],
+            ),
+        ),
+        (
+            "dilated 3x3",
+            geometry(
+                1,
+                5,
+                17,
+                1,
+                [1, 8, 10],
+                [1, 3, 3],
+                [1, 1, 1],
+                [1, 2, 2],
+                [0, 2, 2],
+            ),
+        ),
+        (
+            "3-D 2x3x3",
+            geometry(
+                1,
+                4,
+                16,
+                1,
+                [3, 6, 6],
+                [2, 3, 3],
+                [1, 1, 1],
+                [1, 1, 1],
+                [1, 1, 1],
+            ),
+        ),
+        (
+            "3x3 unpadded",
+            geometry(
+                3,
+                7,
+                9,
+                1,
+                [1, 9, 9],
+                [1, 3, 3],
+                [1, 1, 1],
+                [1, 1, 1],
+                [0, 0, 0],
+            ),
+        ),
+    ];
+    for (name, geom) in cases {
+        let taps: usize = geom.kernel.iter().product();
+        let weights: Vec<i8> = rng.bytes(geom.out_channels * geom.in_channels * taps);
+        let x: Vec<i8> = rng.bytes(geom.input_len());
+        check_conv(&mut rng, &geom, &x, &weights, &format!("{name}, int8 data"));
+        let x: Vec<u8> = rng.bytes(geom.input_len());
+        check_conv(
+            &mut rng,
+            &geom,
+            &x,
+            &weights,
+            &format!("{name}, uint8 data"),
+        );
+        let x = vec![-128i8; geom.input_len()];
+        let w = vec![-128i8; weights.len()];
+        check_conv(
+            &mut rng,
+            &geom,
+            &x,
+            &w,
+            &format!("{name}, int8 data and weights -128"),
+        );
+    }
+}
+
+#[test]
+fn amx_tier_packs_tiles_for_one_group() {
     if isa::detected() < Isa::Amx {
         return;
     }
@@ -1204,7 +1335,10 @@ fn amx_tier_packs_tiles_for_1x1_only() {
         .amx
         .is_none());
     let three = PackedConvWeights::pack(&[1; 54], 2, 3, [1, 3, 3]);
-    assert!(ConvPack::new(Isa::Amx, &three, 1).unwrap().amx.is_none());
+    assert!(ConvPack::new(Isa::Amx, &three, 1).unwrap().amx.is_some());
+    let grouped = PackedConvWeights::pack(&[1; 36], 4, 1, [1, 3, 3]);
+    assert!(ConvPack::new(Isa::Amx, &grouped, 2).unwrap().amx.is_none());
+    assert!(ConvPack::new(Isa::Amx, &grouped, 4).unwrap().amx.is_none());
     let gemm = GemmPack::new(Isa::Amx, &[1; 6], &[3, 3], 2, 3).unwrap();
     assert!(gemm.amx.is_some());
 }
