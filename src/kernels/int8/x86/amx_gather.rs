@@ -70,63 +70,75 @@ impl<'a> Gather<'a> {
         self.runs.iter().map(|&(_, len)| len).sum()
     }
 
-    /// Writes the rows of the `rows` output pixels from `p0` to
-    /// `staging`, one every [`Self::row_bytes`] bytes.
+    /// Writes the rows of the `rows` (at most 32) output pixels from `p0`
+    /// to `staging`, one every [`Self::row_bytes`] bytes.
     pub(super) fn fill(&self, p0: usize, rows: usize, staging: &mut [u8]) {
         let g = &self.geom;
         let row = self.row_bytes();
         assert!(staging.len() >= rows * row, "gathering: staging too short");
+        let last = self.runs.last().map_or(0, |&(o, len)| o + len);
+        let mut bases = [0usize; 32];
         let mut pixel = Pixel::at(g, p0);
-        for m in 0..rows {
+        for base in bases.iter_mut().take(rows) {
             let [d, h, w] = std::array::from_fn(|i| pixel.pos[i] * g.stride[i]);
             let first = ((pixel.batch * g.input[0] + d) * g.input[1] + h) * g.input[2] + w;
-            let base = first * g.in_channels;
+            *base = first * g.in_channels;
             // Every tap of an output pixel lies inside an input without
             // padding, so each run ends inside the data.
-            let last = self.runs.last().map_or(0, |&(o, len)| o + len);
-            assert!(base + last <= self.data.len(), "gathering past the input");
-            // SAFETY: the runs read `data[base + offset..][..len]`, inside
-            // the data (checked above), and write `row` bytes from row
-            // `m`, inside `staging` (checked above). This module only runs
-            // on the AMX tier, which `isa` offers only with AVX-512 BW.
-            unsafe {
-                copy_runs(
-                    self.data.as_ptr().add(base),
-                    &self.runs,
-                    staging.as_mut_ptr().add(m * row),
-                )
-            };
+            assert!(*base + last <= self.data.len(), "gathering past the input");
             pixel.advance(g);
         }
+        // SAFETY: each row reads `data[base + offset..][..len]` for its
+        // runs, inside the data (checked above), and writes `row` bytes of
+        // `staging` (checked above). This module only runs on the AMX tier,
+        // which `isa` offers only with AVX-512 BW.
+        unsafe {
+            gather_rows(
+                self.data.as_ptr(),
+                &bases[..rows],
+                &self.runs,
+                staging.as_mut_ptr(),
+                row,
+            )
+        };
     }
 }
 
-/// Copies each run `(offset, len)` from `src + offset` to the next `len`
-/// bytes from `dst`.
+/// For each `base` of `bases`, copies each run `(offset, len)` from
+/// `src + base + offset` to the next `len` bytes of row `m` (the `m`-th
+/// base) at `dst + m·row`.
 ///
 /// # Safety
 /// The CPU must support AVX-512 F and BW; the runs must be readable from
-/// `src` and their total length writable from `dst`.
+/// every base and `bases.len()` rows writable from `dst`.
 #[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn copy_runs(src: *const u8, runs: &[(usize, usize)], dst: *mut u8) {
-    let mut at = 0;
-    for &(offset, len) in runs {
-        let full = len - len % 64;
-        let tail: __mmask64 = (1u64 << (len % 64)).wrapping_sub(1);
-        // SAFETY: the caller guarantees both ranges; the masked tail
-        // touches only the run's last `len % 64` bytes.
-        unsafe {
-            let (s, d) = (src.add(offset), dst.add(at));
-            for i in (0..full).step_by(64) {
-                let v = _mm512_loadu_si512(s.add(i).cast());
-                _mm512_storeu_si512(d.add(i).cast(), v);
+unsafe fn gather_rows(
+    src: *const u8,
+    bases: &[usize],
+    runs: &[(usize, usize)],
+    dst: *mut u8,
+    row: usize,
+) {
+    for (m, &base) in bases.iter().enumerate() {
+        let mut at = m * row;
+        for &(offset, len) in runs {
+            let full = len - len % 64;
+            let tail: __mmask64 = (1u64 << (len % 64)).wrapping_sub(1);
+            // SAFETY: the caller guarantees both ranges; the masked tail
+            // touches only the run's last `len % 64` bytes.
+            unsafe {
+                let (s, d) = (src.add(base + offset), dst.add(at));
+                for i in (0..full).step_by(64) {
+                    let v = _mm512_loadu_si512(s.add(i).cast());
+                    _mm512_storeu_si512(d.add(i).cast(), v);
+                }
+                if tail != 0 {
+                    let v = _mm512_maskz_loadu_epi8(tail, s.add(full).cast());
+                    _mm512_mask_storeu_epi8(d.add(full).cast(), tail, v);
+                }
             }
-            if tail != 0 {
-                let v = _mm512_maskz_loadu_epi8(tail, s.add(full).cast());
-                _mm512_mask_storeu_epi8(d.add(full).cast(), tail, v);
-            }
+            at += len;
         }
-        at += len;
     }
 }
 

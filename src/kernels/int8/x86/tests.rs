@@ -1194,16 +1194,16 @@ fn gemm_with_many_rows_matches_reference() {
 
 #[test]
 fn gathered_convolutions_match_reference() {
-    // Shapes the AMX tier runs by gathering each block's taps: stems with 3
-    // channels, padding, strides, dilation, 3-D kernels, reductions of
+    // Shapes the AMX tier runs by gathering each block's taps: short runs of
+    // 4 and 5 channels, padding, strides, dilation, 3-D kernels, reductions of
     // several chunks, and layers without padding read where they are.
     let mut rng = Rng(14);
     let cases = [
         (
-            "stem 3x3/2",
+            "3x3/2 4 channels",
             geometry(
                 2,
-                3,
+                4,
                 32,
                 1,
                 [1, 15, 17],
@@ -1214,10 +1214,10 @@ fn gathered_convolutions_match_reference() {
             ),
         ),
         (
-            "stem 7x7/2",
+            "7x7/2 5 channels",
             geometry(
                 1,
-                3,
+                5,
                 20,
                 1,
                 [1, 20, 20],
@@ -1334,8 +1334,10 @@ fn amx_tier_packs_tiles_for_one_group() {
         .unwrap()
         .amx
         .is_none());
-    let three = PackedConvWeights::pack(&[1; 54], 2, 3, [1, 3, 3]);
-    assert!(ConvPack::new(Isa::Amx, &three, 1).unwrap().amx.is_some());
+    let four = PackedConvWeights::pack(&[1; 72], 2, 4, [1, 3, 3]);
+    assert!(ConvPack::new(Isa::Amx, &four, 1).unwrap().amx.is_some());
+    let rgb = PackedConvWeights::pack(&[1; 54], 2, 3, [1, 3, 3]);
+    assert!(ConvPack::new(Isa::Amx, &rgb, 1).unwrap().amx.is_none());
     let grouped = PackedConvWeights::pack(&[1; 36], 4, 1, [1, 3, 3]);
     assert!(ConvPack::new(Isa::Amx, &grouped, 2).unwrap().amx.is_none());
     assert!(ConvPack::new(Isa::Amx, &grouped, 4).unwrap().amx.is_none());
