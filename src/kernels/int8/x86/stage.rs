@@ -289,6 +289,26 @@ pub(super) unsafe fn store_tile_avx512(
     out_stride: usize,
     out: *mut u8,
 ) {
+    let bytes = matches!(plan.kind, OutKind::I8 | OutKind::U8);
+    if let Some(form) = plan.lane_form().filter(|_| bytes && n.is_multiple_of(64)) {
+        for i in (0..n).step_by(64) {
+            // SAFETY: forwarded from the caller, for channels `i..i + 64`.
+            unsafe {
+                rows_of_64_avx512(
+                    plan,
+                    form,
+                    acc.add(i),
+                    acc_stride,
+                    rows,
+                    channel + i,
+                    index + i,
+                    out_stride,
+                    out,
+                )
+            };
+        }
+        return;
+    }
     if let Some(form) = plan.fast.filter(|f| f.finite) {
         // SAFETY: forwarded from the caller.
         return unsafe {
@@ -315,6 +335,76 @@ pub(super) unsafe fn store_tile_avx512(
                 }
             }
         }
+    }
+}
+
+/// Stores `rows` rows of 64 int8 or uint8 outputs in a [`LaneForm`]: per
+/// row, 4 vectors of accumulators are quantized, narrowed together with
+/// saturation (2 `vpackssdw` and one `vpackuswb` or `vpacksswb`), put back
+/// in channel order with one `vpermd` and stored as one 64-byte vector.
+///
+/// # Safety
+/// As [`store_tile_avx512`] with `n` = 64; `plan` must have `form` as its
+/// lane form and int8 or uint8 outputs.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl")]
+unsafe fn rows_of_64_avx512(
+    plan: &StagePlan,
+    form: LaneForm,
+    acc: *const i32,
+    acc_stride: usize,
+    rows: usize,
+    channel: usize,
+    index: usize,
+    out_stride: usize,
+    out: *mut u8,
+) {
+    let mut bias = [_mm512_setzero_ps(); 4];
+    let mut scale = [_mm512_setzero_ps(); 4];
+    for j in 0..4 {
+        let (b, s) = (
+            param_vector(plan.bias, 0.0, channel + 16 * j),
+            param_vector(plan.scale, 1.0, channel + 16 * j),
+        );
+        (bias[j], scale[j]) = (b, s);
+    }
+    // After the packs, 32-bit word `4·l + j` holds channels `16·j + 4·l ..`
+    // (lane `l` of vector `j`); word `d` must hold channels `4·d ..`.
+    let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    for m in 0..rows {
+        // SAFETY: the caller guarantees the row's 64 accumulators and its
+        // 64 output bytes.
+        unsafe {
+            let row = acc.add(m * acc_stride);
+            // A loop, not a closure: closures do not inherit the target
+            // features, and one here was not inlined.
+            let mut q = [_mm512_setzero_si512(); 4];
+            for (j, q) in q.iter_mut().enumerate() {
+                let a = _mm512_loadu_si512(row.add(16 * j).cast());
+                *q = lane_quantize!(a, bias[j], scale[j], form);
+            }
+            let low = _mm512_packs_epi32(q[0], q[1]);
+            let high = _mm512_packs_epi32(q[2], q[3]);
+            let bytes = if form.unsigned {
+                _mm512_packus_epi16(low, high)
+            } else {
+                _mm512_packs_epi16(low, high)
+            };
+            let ordered = _mm512_permutexvar_epi32(order, bytes);
+            _mm512_storeu_si512(out.add(index + m * out_stride).cast(), ordered);
+        }
+    }
+}
+
+/// The 16 values of a stage parameter from channel `at` on; `absent` when
+/// the stage has none.
+#[target_feature(enable = "avx512f")]
+fn param_vector(p: Param, absent: f32, at: usize) -> __m512 {
+    match p {
+        Param::Absent => _mm512_set1_ps(absent),
+        Param::Uniform(v) => _mm512_set1_ps(v),
+        // SAFETY: the slice has 16 values from `at` (it panics otherwise).
+        Param::PerChannel(v) => unsafe { _mm512_loadu_ps(v[at..at + 16].as_ptr()) },
     }
 }
 
