@@ -125,17 +125,16 @@ impl AmxWeights {
         let pairs = n.div_ceil(2 * TILE_CHANNELS);
         let tile_bytes = chunk / STEP_CHANNELS * ROW_BYTES;
         let mut lines = Lines::zeroed(pairs * chunks * 2 * tile_bytes);
+        let bytes = lines.as_bytes_mut();
         for (o, row) in weights.chunks_exact(k.max(1)).enumerate().take(n) {
             let (tile, lane) = (o / TILE_CHANNELS, o % TILE_CHANNELS);
             let (pair, half) = (tile / 2, tile % 2);
-            for (i, &w) in row.iter().enumerate() {
-                let (c, within) = (i / chunk, i % chunk);
+            for (c, piece) in row.chunks(chunk).enumerate() {
                 let tile_start = ((pair * chunks + c) * 2 + half) * tile_bytes;
-                let at = tile_start
-                    + within / STEP_CHANNELS * ROW_BYTES
-                    + lane * STEP_CHANNELS
-                    + within % STEP_CHANNELS;
-                lines.set_i8(at, w);
+                for (r, quad) in piece.chunks(STEP_CHANNELS).enumerate() {
+                    let at = tile_start + r * ROW_BYTES + lane * STEP_CHANNELS;
+                    bytes[at..at + quad.len()].copy_from_slice(bytemuck::cast_slice(quad));
+                }
             }
         }
         AmxWeights {

@@ -95,7 +95,8 @@ pub(crate) fn amx_supported() -> bool {
     amx::supported()
 }
 
-/// Fewest GEMM rows (output pixels) for the AMX tiles; fewer run on VNNI.
+/// Fewest rows of a fully connected layer for the AMX tiles; fewer run on
+/// VNNI, since a block computes 32 rows whatever the count.
 const AMX_MIN_ROWS: usize = 16;
 
 fn tiling(isa: Isa) -> Tiling {
@@ -129,6 +130,10 @@ enum ConvLayout {
     Panels(Panels),
     Depthwise(DepthwiseWeights),
     DepthwiseVnni(DepthwiseVnniWeights),
+    /// AMX tiles: on the AMX tier, every convolution with one group that
+    /// is not depthwise and is not a multi-tap layer of fewer than 4 input
+    /// channels.
+    Tiles(AmxWeights),
 }
 
 /// Convolution weights repacked for one SIMD tier and one group count.
@@ -137,10 +142,6 @@ pub struct ConvPack {
     isa: Isa,
     groups: usize,
     layout: ConvLayout,
-    /// The weights as AMX tiles, on the AMX tier, for a convolution with
-    /// one group that is not depthwise and is not a multi-tap layer of
-    /// fewer than 4 input channels; other layers use the VNNI kernels.
-    amx: Option<AmxWeights>,
 }
 
 impl std::fmt::Debug for ConvPack {
@@ -149,6 +150,7 @@ impl std::fmt::Debug for ConvPack {
             ConvLayout::Panels(_) => "panels",
             ConvLayout::Depthwise(_) => "depthwise",
             ConvLayout::DepthwiseVnni(_) => "depthwise vnni",
+            ConvLayout::Tiles(_) => "tiles",
         };
         write!(f, "ConvPack({}, {kind}, {} groups)", self.isa, self.groups)
     }
@@ -173,7 +175,17 @@ impl ConvPack {
             return None;
         }
         let depthwise = in_per_group == 1 && out_per_group == 1;
-        let layout = if depthwise && isa >= Isa::Avx512Vnni {
+        // Gathering the taps of a layer with fewer than 4 input channels
+        // (an RGB stem) costs more than the tiles save: a 3x3/2 stem took
+        // 4.4 ms on tiles and 2.9 ms on VNNI (batch 16, one thread).
+        let gathers_well = taps == 1 || in_per_group >= 4;
+        let layout = if isa == Isa::Amx && groups == 1 && !depthwise && gathers_well {
+            ConvLayout::Tiles(AmxWeights::build(
+                weights.reference_data(),
+                out_channels,
+                taps * in_per_group,
+            ))
+        } else if depthwise && isa >= Isa::Avx512Vnni {
             ConvLayout::DepthwiseVnni(DepthwiseVnniWeights::build(
                 weights.reference_data(),
                 weights.channel_sums(),
@@ -202,18 +214,10 @@ impl ConvPack {
                 weights.channel_sums(),
             ))
         };
-        // Gathering the taps of a layer with fewer than 4 input channels
-        // (an RGB stem) costs more than the tiles save: a 3x3/2 stem took
-        // 4.4 ms on tiles and 2.9 ms on VNNI (batch 16, one thread).
-        let gathers_well = taps == 1 || in_per_group >= 4;
-        let amx = (isa == Isa::Amx && groups == 1 && !depthwise && gathers_well).then(|| {
-            AmxWeights::build(weights.reference_data(), out_channels, taps * in_per_group)
-        });
         Some(ConvPack {
             isa,
             groups,
             layout,
-            amx,
         })
     }
 
@@ -332,32 +336,31 @@ pub fn conv<X: QuantElem, O: OutputElem>(
     }
     let plan = StagePlan::new(stage, kind, residual, geom.out_channels);
     let out = SyncPtr(output.as_mut_ptr().cast());
-    let pixels = geom.batch * geom.output.iter().product::<usize>();
-    if let Some(amx) = pack.amx.as_ref().filter(|_| pixels >= AMX_MIN_ROWS) {
-        let taps: usize = geom.kernel.iter().product();
-        assert_eq!(
-            (amx.n, amx.k),
-            (geom.out_channels, geom.in_channels * taps),
-            "conv: weights do not match the geometry"
-        );
-        // SAFETY: the pack has AMX weights only on the AMX tier, which
-        // `ConvPack::new` checked this CPU and system run, and only with one
-        // group. `out` has `geom.output_len()` elements of `kind`.
-        unsafe {
-            if is_plain(geom) {
-                // Output pixel `p` multiplies input pixel `p` as it is.
-                let rows = Rows::InPlace {
-                    input: bytes,
-                    stride: geom.in_channels,
-                };
-                amx::run(pack.isa, pixels, &rows, signed, amx, &plan, out, 0)
-            } else {
-                amx_gather::run(pack.isa, geom, bytes, signed, amx, &plan, out)
-            }
-        };
-        return true;
-    }
     match &pack.layout {
+        ConvLayout::Tiles(weights) => {
+            let taps: usize = geom.kernel.iter().product();
+            assert_eq!(
+                (weights.n, weights.k),
+                (geom.out_channels, geom.in_channels * taps),
+                "conv: weights do not match the geometry"
+            );
+            // SAFETY: `ConvPack::new` builds tiles only on the AMX tier, which
+            // it checked this CPU and system run, and only with one group.
+            // `out` has `geom.output_len()` elements of `kind`.
+            unsafe {
+                if is_plain(geom) {
+                    // Output pixel `p` multiplies input pixel `p` as it is.
+                    let rows = Rows::InPlace {
+                        input: bytes,
+                        stride: geom.in_channels,
+                    };
+                    let pixels = geom.batch * geom.output.iter().product::<usize>();
+                    amx::run(pack.isa, pixels, &rows, signed, weights, &plan, out, 0)
+                } else {
+                    amx_gather::run(pack.isa, geom, bytes, signed, weights, &plan, out)
+                }
+            };
+        }
         ConvLayout::Panels(panels) => {
             let shape = panels.shape;
             let taps: usize = geom.kernel.iter().product();

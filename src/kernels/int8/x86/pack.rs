@@ -25,7 +25,7 @@ pub(super) const STEP_CHANNELS: usize = 4;
 
 /// One 64-byte cache line, the unit of every packed weight buffer, so that
 /// 512-bit loads never split a line.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 #[repr(C, align(64))]
 struct Line([u8; 64]);
 
@@ -54,8 +54,11 @@ impl Lines {
 
     #[cfg(test)]
     pub(super) fn as_bytes(&self) -> &[u8] {
-        // SAFETY: the lines are plain bytes, contiguous in the vector.
-        unsafe { std::slice::from_raw_parts(self.as_ptr(), self.0.len() * 64) }
+        bytemuck::cast_slice(&self.0)
+    }
+
+    pub(super) fn as_bytes_mut(&mut self) -> &mut [u8] {
+        bytemuck::cast_slice_mut(&mut self.0)
     }
 }
 
