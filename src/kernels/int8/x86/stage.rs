@@ -290,25 +290,51 @@ pub(super) unsafe fn store_tile_avx512(
     out: *mut u8,
 ) {
     let bytes = matches!(plan.kind, OutKind::I8 | OutKind::U8);
-    if let Some(form) = plan.lane_form().filter(|_| bytes && n.is_multiple_of(64)) {
-        for i in (0..n).step_by(64) {
-            // SAFETY: forwarded from the caller, for channels `i..i + 64`.
+    let mut done = 0;
+    if let Some(form) = plan.lane_form().filter(|_| bytes) {
+        // Whole rows of 64, then 32 and 16 channels; any last channels
+        // below 16 go through the general loops below.
+        while done + 16 <= n {
+            let width = if done + 64 <= n {
+                64
+            } else if done + 32 <= n {
+                32
+            } else {
+                16
+            };
+            let rows_of = match width {
+                64 => rows_of_bytes_avx512::<4>,
+                32 => rows_of_bytes_avx512::<2>,
+                _ => rows_of_bytes_avx512::<1>,
+            };
+            // SAFETY: forwarded from the caller, for channels
+            // `done..done + width`.
             unsafe {
-                rows_of_64_avx512(
+                rows_of(
                     plan,
                     form,
-                    acc.add(i),
+                    acc.add(done),
                     acc_stride,
                     rows,
-                    channel + i,
-                    index + i,
+                    channel + done,
+                    index + done,
                     out_stride,
                     out,
                 )
             };
+            done += width;
         }
-        return;
+        if done == n {
+            return;
+        }
     }
+    let (acc, n, channel, index) = (
+        // SAFETY: `done <= n`, inside every accumulator row.
+        unsafe { acc.add(done) },
+        n - done,
+        channel + done,
+        index + done,
+    );
     if let Some(form) = plan.fast.filter(|f| f.finite) {
         // SAFETY: forwarded from the caller.
         return unsafe {
@@ -338,17 +364,18 @@ pub(super) unsafe fn store_tile_avx512(
     }
 }
 
-/// Stores `rows` rows of 64 int8 or uint8 outputs in a [`LaneForm`]: per
-/// row, 4 vectors of accumulators are quantized, narrowed together with
-/// saturation (2 `vpackssdw` and one `vpackuswb` or `vpacksswb`), put back
-/// in channel order with one `vpermd` and stored as one 64-byte vector.
+/// Stores `rows` rows of `16·V` int8 or uint8 outputs (V = 1, 2 or 4) in
+/// a [`LaneForm`]: per row, V vectors of accumulators are quantized,
+/// narrowed together with saturation (`vpackssdw`, then `vpackuswb` or
+/// `vpacksswb`), put back in channel order with one `vpermd` and stored as
+/// one vector of `16·V` bytes.
 ///
 /// # Safety
-/// As [`store_tile_avx512`] with `n` = 64; `plan` must have `form` as its
-/// lane form and int8 or uint8 outputs.
+/// As [`store_tile_avx512`] with `n` = `16·V`; `plan` must have `form` as
+/// its lane form and int8 or uint8 outputs.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl")]
-unsafe fn rows_of_64_avx512(
+unsafe fn rows_of_bytes_avx512<const V: usize>(
     plan: &StagePlan,
     form: LaneForm,
     acc: *const i32,
@@ -361,37 +388,52 @@ unsafe fn rows_of_64_avx512(
 ) {
     let mut bias = [_mm512_setzero_ps(); 4];
     let mut scale = [_mm512_setzero_ps(); 4];
-    for j in 0..4 {
-        let (b, s) = (
-            param_vector(plan.bias, 0.0, channel + 16 * j),
-            param_vector(plan.scale, 1.0, channel + 16 * j),
-        );
-        (bias[j], scale[j]) = (b, s);
+    for j in 0..V {
+        bias[j] = param_vector(plan.bias, 0.0, channel + 16 * j);
+        scale[j] = param_vector(plan.scale, 1.0, channel + 16 * j);
     }
     // After the packs, 32-bit word `4·l + j` holds channels `16·j + 4·l ..`
-    // (lane `l` of vector `j`); word `d` must hold channels `4·d ..`.
+    // (lane `l` of vector `j`); word `d` must hold channels `4·d ..`. The
+    // first `4·V` words of this order are right for every V.
     let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
     for m in 0..rows {
-        // SAFETY: the caller guarantees the row's 64 accumulators and its
-        // 64 output bytes.
+        // SAFETY: the caller guarantees the row's `16·V` accumulators and
+        // output bytes.
         unsafe {
             let row = acc.add(m * acc_stride);
             // A loop, not a closure: closures do not inherit the target
             // features, and one here was not inlined.
             let mut q = [_mm512_setzero_si512(); 4];
-            for (j, q) in q.iter_mut().enumerate() {
+            for (j, q) in q.iter_mut().enumerate().take(V) {
                 let a = _mm512_loadu_si512(row.add(16 * j).cast());
                 *q = lane_quantize!(a, bias[j], scale[j], form);
             }
-            let low = _mm512_packs_epi32(q[0], q[1]);
-            let high = _mm512_packs_epi32(q[2], q[3]);
+            let (low, high) = match V {
+                4 => (
+                    _mm512_packs_epi32(q[0], q[1]),
+                    _mm512_packs_epi32(q[2], q[3]),
+                ),
+                2 => {
+                    let w = _mm512_packs_epi32(q[0], q[1]);
+                    (w, w)
+                }
+                _ => {
+                    let w = _mm512_packs_epi32(q[0], q[0]);
+                    (w, w)
+                }
+            };
             let bytes = if form.unsigned {
                 _mm512_packus_epi16(low, high)
             } else {
                 _mm512_packs_epi16(low, high)
             };
             let ordered = _mm512_permutexvar_epi32(order, bytes);
-            _mm512_storeu_si512(out.add(index + m * out_stride).cast(), ordered);
+            let at = out.add(index + m * out_stride);
+            match V {
+                4 => _mm512_storeu_si512(at.cast(), ordered),
+                2 => _mm256_storeu_si256(at.cast(), _mm512_castsi512_si256(ordered)),
+                _ => _mm_storeu_si128(at.cast(), _mm512_castsi512_si128(ordered)),
+            }
         }
     }
 }
