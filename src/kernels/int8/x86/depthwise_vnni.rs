@@ -297,7 +297,8 @@ impl<'a> Layer<'a> {
             signed,
             weights,
             plan,
-            form: plan.lane_form(),
+            // The byte form has no residual sum; a sum takes the general stage.
+            form: plan.lane_form().filter(|f| !f.sum),
             pixels,
             inner: inner_columns(geom),
         }

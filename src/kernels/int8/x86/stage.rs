@@ -36,7 +36,8 @@ macro_rules! dispatch_form {
 }
 
 /// Applies the float steps of a [`LaneForm`] to one vector of 16 int32
-/// accumulators with their bias and scale vectors, and evaluates to the
+/// accumulators with their bias and scale vectors (and, for a form with a
+/// sum, the residual already multiplied by its scale), and evaluates to the
 /// rounded int32 values, to be narrowed with saturation (`vpackssdw` and
 /// `vpackuswb`/`vpacksswb`, or a clamp and `vpmovdb`). A macro, so that it
 /// expands inside each kernel with that kernel's target features.
@@ -47,15 +48,23 @@ macro_rules! dispatch_form {
 /// overflow (it turns values of 2^31 or more into -2^31). No value is NaN
 /// (`lane_form` requires it).
 macro_rules! lane_quantize {
-    ($acc:expr, $bias:expr, $scale:expr, $form:expr) => {{
+    ($acc:expr, $bias:expr, $scale:expr, $form:expr) => {
+        lane_quantize!($acc, $bias, $scale, $form, None)
+    };
+    ($acc:expr, $bias:expr, $scale:expr, $form:expr, $residual:expr) => {{
         let form: LaneForm = $form;
+        let residual: Option<__m512> = $residual;
         let zero = _mm512_setzero_ps();
         let mut v = _mm512_mul_ps(_mm512_add_ps(_mm512_cvtepi32_ps($acc), $bias), $scale);
-        if !form.unsigned && form.act == 1 {
+        // A ReLU before a sum changes what the sum gives, whatever the type.
+        if (!form.unsigned || residual.is_some()) && form.act == 1 {
             v = _mm512_max_ps(v, zero);
         } else if form.act == 2 {
             let (lo, hi) = (_mm512_set1_ps(form.clip.0), _mm512_set1_ps(form.clip.1));
             v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+        }
+        if let Some(r) = residual {
+            v = _mm512_add_ps(v, r);
         }
         if !form.unsigned && form.post_relu {
             v = _mm512_max_ps(v, zero);
@@ -207,7 +216,7 @@ impl<'a> StagePlan<'a> {
     /// form with no residual sum and no value can become NaN (see
     /// [`FastForm::bounded`]).
     pub(super) fn lane_form(&self) -> Option<LaneForm> {
-        let f = self.fast.filter(|f| f.finite && !f.sum)?;
+        let f = self.fast.filter(|f| f.finite)?;
         // Each of the two f32 roundings adds at most a relative 2^-24, so a
         // margin of 2^-20 keeps every rounded value below the bound.
         const INT32_SAFE: f64 = 2_147_483_000.0;
@@ -216,6 +225,7 @@ impl<'a> StagePlan<'a> {
             act: f.act,
             clip: f.clip,
             post_relu: f.post_relu,
+            sum: f.sum,
             in_int32: f.largest * (1.0 + 1.0 / 1_048_576.0) < INT32_SAFE,
         })
     }
@@ -396,17 +406,27 @@ unsafe fn rows_of_bytes_avx512<const V: usize>(
     // (lane `l` of vector `j`); word `d` must hold channels `4·d ..`. The
     // first `4·V` words of this order are right for every V.
     let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    let sum = plan.sum.filter(|_| form.sum);
+    let sum_scale = _mm512_set1_ps(sum.map_or(0.0, |(s, _)| s));
     for m in 0..rows {
         // SAFETY: the caller guarantees the row's `16·V` accumulators and
-        // output bytes.
+        // output bytes, and the residual's elements at the same indices.
         unsafe {
             let row = acc.add(m * acc_stride);
+            let at = index + m * out_stride;
             // A loop, not a closure: closures do not inherit the target
             // features, and one here was not inlined.
             let mut q = [_mm512_setzero_si512(); 4];
             for (j, q) in q.iter_mut().enumerate().take(V) {
                 let a = _mm512_loadu_si512(row.add(16 * j).cast());
-                *q = lane_quantize!(a, bias[j], scale[j], form);
+                let residual = match sum {
+                    Some((_, r)) => {
+                        let r = load_residual_avx512(r, u16::MAX, at + 16 * j);
+                        Some(_mm512_mul_ps(sum_scale, r))
+                    }
+                    None => None,
+                };
+                *q = lane_quantize!(a, bias[j], scale[j], form, residual);
             }
             let (low, high) = match V {
                 4 => (
@@ -428,7 +448,7 @@ unsafe fn rows_of_bytes_avx512<const V: usize>(
                 _mm512_packs_epi16(low, high)
             };
             let ordered = _mm512_permutexvar_epi32(order, bytes);
-            let at = out.add(index + m * out_stride);
+            let at = out.add(at);
             match V {
                 4 => _mm512_storeu_si512(at.cast(), ordered),
                 2 => _mm256_storeu_si256(at.cast(), _mm512_castsi512_si256(ordered)),
@@ -777,6 +797,8 @@ pub(super) struct LaneForm {
     pub act: u8,
     pub clip: (f32, f32),
     pub post_relu: bool,
+    /// A residual is added after the activation (with `plan.sum`'s scale).
+    pub sum: bool,
     /// Every value before the activation lies strictly inside the int32
     /// range, so converting it cannot overflow.
     pub in_int32: bool,
