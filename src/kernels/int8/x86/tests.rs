@@ -1107,11 +1107,14 @@ fn plain_1x1(batch: usize, pixels: usize, k: usize, n: usize) -> ConvGeometry {
 
 #[test]
 fn plain_1x1_shapes_match_reference() {
-    // Pixel counts around the 32-pixel block and the 16-row minimum,
+    // Pixel counts below the 16-row minimum (VNNI panels), around it and
+    // around the 32-pixel block,
     // reductions below, at and past one 64-byte chunk (some not multiples
     // of 4), and channel counts that leave half a pair of weight tiles.
     let mut rng = Rng(11);
     for (batch, pixels, k, n) in [
+        (1, 1, 40, 50),
+        (2, 3, 70, 33),
         (1, 16, 1, 1),
         (1, 17, 3, 16),
         (2, 16, 16, 17),
@@ -1330,7 +1333,7 @@ fn amx_tier_packs_tiles_for_one_group() {
     }
     let tiles = |w: &PackedConvWeights, isa: Isa, groups: usize| {
         let pack = ConvPack::new(isa, w, groups).expect("tier runs here");
-        matches!(pack.layout, ConvLayout::Tiles(_))
+        matches!(pack.layout, ConvLayout::Tiles { .. })
     };
     let one = PackedConvWeights::pack(&[1; 6], 2, 3, [1, 1, 1]);
     assert!(tiles(&one, Isa::Amx, 1));
