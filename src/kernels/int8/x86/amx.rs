@@ -1,4 +1,5 @@
-//! Intel AMX tiles for 1x1 convolutions and GEMMs with many rows.
+//! Intel AMX tiles for convolutions with one group and GEMMs with many
+//! rows.
 //!
 //! One `tdpbusd` (uint8 data) or `tdpbssd` (int8 data) multiplies a tile of
 //! 16 data rows by 64 bytes with a tile of 16 weight rows of 64 bytes (16
@@ -9,14 +10,20 @@
 //! fits in int32, as on the other tiers.
 //!
 //! A block is 32 pixels by 32 output channels: 2 data tiles, 2 weight
-//! tiles and 4 accumulator tiles, the 8 tile registers. The data tiles
-//! read channels-last pixels in place, one pixel per tile row; the weight
-//! tiles come from [`AmxWeights`]. Accumulators go to a buffer of int32
-//! rows and through the same vector output stage as the VNNI tier.
+//! tiles and 4 accumulator tiles, the 8 tile registers. Each data tile row
+//! is one pixel's reduction: read in place for a plain 1x1 convolution or a
+//! GEMM, or gathered from the taps (see `amx_gather`). The weight tiles
+//! come from [`AmxWeights`]. Accumulators go to a buffer of int32 rows and
+//! through the same vector output stage as the VNNI tier.
 //!
 //! Linux hands out the tile registers only on request (`arch_prctl` with
 //! `ARCH_REQ_XCOMP_PERM`); [`supported`] asks once, and the tier is only
 //! offered when the request succeeds.
+//!
+//! NOTE: Rust's `asm!` has no operand class for tile registers, so the
+//! blocks below cannot declare that they write tmm0-tmm7, and the tiles
+//! carry state from one block to the next. This is sound only because
+//! the compiler itself never uses tile registers.
 
 use std::arch::asm;
 use std::arch::x86_64::__cpuid_count;
@@ -207,17 +214,25 @@ impl TileConfig {
 }
 
 /// Loads `config` into the tile registers of this thread, runs `f`, and
-/// releases the tiles.
+/// releases the tiles, also when `f` panics.
 ///
 /// # Safety
 /// [`supported`] must have returned `true`.
 unsafe fn with_tiles(config: &TileConfig, f: impl FnOnce()) {
+    /// Releases the tiles when dropped.
+    struct Release;
+    impl Drop for Release {
+        fn drop(&mut self) {
+            // SAFETY: the tiles were configured; this only returns them to
+            // their initial state.
+            unsafe { asm!("tilerelease", options(nostack, nomem)) };
+        }
+    }
     // SAFETY: the process may use the tiles (the caller's guarantee), and
     // `config` is a valid palette-1 configuration of 64 bytes.
     unsafe { asm!("ldtilecfg [{}]", in(reg) config, options(nostack, readonly)) };
+    let _release = Release;
     f();
-    // SAFETY: as above; this only returns the tiles to their initial state.
-    unsafe { asm!("tilerelease", options(nostack, nomem)) };
 }
 
 /// Multiplies one chunk: the data tiles at `$a0` and `$a1` (16 pixels

@@ -22,6 +22,8 @@ use crate::kernels::int8::conv::ConvGeometry;
 use crate::kernels::int8::isa::Isa;
 
 /// The data rows of a convolution without padding (written out or absent).
+/// It exists only on the AMX tier, whose CPUs have AVX-512 BW, which
+/// [`Gather::fill`] uses.
 pub(super) struct Gather<'a> {
     geom: ConvGeometry,
     data: &'a [u8],
@@ -158,7 +160,9 @@ pub(super) unsafe fn run(
     out: SyncPtr,
 ) {
     let out_pixels: usize = geom.output.iter().product();
-    if geom.pad == [0; 3] {
+    // Without padding, written or implied by the output size, every tap of
+    // every output pixel lies inside the input, which is gathered in place.
+    if geom.pad == [0; 3] && padded_geometry(geom).input == geom.input {
         let rows = Rows::Gathered(Gather::new(geom, input));
         // SAFETY: forwarded from the caller.
         unsafe {

@@ -213,8 +213,7 @@ impl<'a> StagePlan<'a> {
 
     /// Returns the branch-free form of this stage for kernels that apply it
     /// in their own vector layout. It is `Some` when the stage has a fast
-    /// form with no residual sum and no value can become NaN (see
-    /// [`FastForm::bounded`]).
+    /// form and no value can become NaN (see [`FastForm::bounded`]).
     pub(super) fn lane_form(&self) -> Option<LaneForm> {
         let f = self.fast.filter(|f| f.finite)?;
         // Each of the two f32 roundings adds at most a relative 2^-24, so a
@@ -787,9 +786,9 @@ pub(super) unsafe fn store_tile_avx2(
     }
 }
 
-/// The steps of a fast form without a residual sum, for kernels with their
-/// own lane order. First `v = (f32(acc) + bias) · scale`, then the
-/// activation (0: none, 1: ReLU, 2: clip to `clip`) and ReLU if
+/// The steps of a fast form, for kernels with their own lane order. First
+/// `v = (f32(acc) + bias) · scale`, then the activation (0: none, 1: ReLU,
+/// 2: clip to `clip`), the residual times its scale if `sum`, and ReLU if
 /// `post_relu`. Last, round half to even and saturate to uint8 or int8.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct LaneForm {

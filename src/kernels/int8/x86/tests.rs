@@ -1301,7 +1301,23 @@ fn gathered_convolutions_match_reference() {
             ),
         ),
     ];
-    for (name, geom) in cases {
+    // No padding, but an output one column wider than the input gives:
+    // the last column's taps past the input are zeros.
+    let implied = ConvGeometry {
+        output: [1, 4, 3],
+        ..geometry(
+            1,
+            8,
+            20,
+            1,
+            [1, 6, 4],
+            [1, 3, 3],
+            [1, 1, 1],
+            [1, 1, 1],
+            [0, 0, 0],
+        )
+    };
+    for (name, geom) in cases.into_iter().chain([("implied padding", implied)]) {
         let taps: usize = geom.kernel.iter().product();
         let weights: Vec<i8> = rng.bytes(geom.out_channels * geom.in_channels * taps);
         let x: Vec<i8> = rng.bytes(geom.input_len());
