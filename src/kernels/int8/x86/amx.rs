@@ -2,9 +2,9 @@
 //! rows.
 //!
 //! One `tdpbusd` (uint8 data) or `tdpbssd` (int8 data) multiplies a tile of
-//! 16 data rows by 64 bytes with a tile of 16 weight rows of 64 bytes (16
-//! output channels by 4 input channels each, the layout of a VNNI panel
-//! step) and adds the 16 x 16 int32 products to an accumulator tile.
+//! 16 data rows by 64 bytes with a tile of 16 weight rows of 64 bytes. A
+//! weight row is 16 output channels by 4 input channels, the layout of a
+//! VNNI panel step. The 16 x 16 int32 products go to an accumulator tile.
 //! Signed data needs no +128 shift: `tdpbssd` multiplies int8 by int8. The
 //! sums wrap in int32, so the result is exact whenever the true dot product
 //! fits in int32, as on the other tiers.
@@ -83,7 +83,7 @@ fn request_tile_data() -> bool {
         );
     }
     if status != 0 {
-        log::debug!("AMX tile data refused by the kernel (arch_prctl returned {status})");
+        log::debug!("AMX tile data not granted: arch_prctl returned {status}; int8 kernels use AVX-512 VNNI");
     }
     status == 0
 }
@@ -97,7 +97,7 @@ fn request_tile_data() -> bool {
 ///
 /// The reduction is cut in chunks of `chunk` bytes of each pixel: all of K
 /// (rounded up to a multiple of 4) when that is at most 64, else 64 bytes.
-/// Tile `(pair, chunk, half)` holds output channels
+/// Tile `(pair, chunk, half)` contains output channels
 /// `(2·pair + half)·16 ..` for that chunk: `chunk / 4` rows of 64 bytes,
 /// row `r` holding 4 consecutive input channels per output channel, as a
 /// VNNI panel step. Channels past N and K are zero, so a block may read
@@ -274,7 +274,7 @@ unsafe fn block<const SIGNED: bool>(
     let tile_bytes = weights.tile_bytes();
     let mut b = weights.pair_ptr(pair);
     let mut a0 = data;
-    // SAFETY (this and the loop below): pixel 16 is inside the block.
+    // SAFETY: pixel 16 is inside the block of 32 pixels.
     let mut a1 = unsafe { data.add(16 * stride) };
     // SAFETY: the tiles are configured (the caller's guarantee).
     unsafe {
@@ -328,7 +328,7 @@ thread_local! {
     static STAGED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Where the data rows of a block come from.
+/// The source of a block's data rows.
 pub(super) enum Rows<'a> {
     /// Pixel `p`'s reduction bytes start at `input[p · stride]`, as in a
     /// 1x1 convolution with stride 1 and no padding or a GEMM. A block
@@ -340,8 +340,8 @@ pub(super) enum Rows<'a> {
 
 impl Rows<'_> {
     /// Returns the first data row of the block of `rows` pixels from `p0`
-    /// and the bytes between rows; each row's `reach` bytes are readable
-    /// for 32 rows. May fill `staging`.
+    /// and the bytes between rows. The `reach` bytes of all 32 rows are
+    /// readable. The rows may be copied to `staging` first.
     fn block(
         &self,
         p0: usize,
@@ -382,9 +382,9 @@ struct Job {
     blocks: (usize, usize),
 }
 
-/// About 4 jobs per thread. With `split_columns`, first by channel
-/// columns, then by pixels; otherwise every job has all columns, so that
-/// no two jobs write parts of the same output rows.
+/// Splits the work into about 4 jobs per thread. With `split_columns`, it
+/// splits by channel columns first, then by pixels. Otherwise every job has
+/// all columns, so that no two jobs write parts of the same output rows.
 fn plan_jobs(columns: usize, blocks: usize, split_columns: bool) -> Vec<Job> {
     let target = 4 * rayon::current_num_threads();
     let (column_step, ranges) = if split_columns {

@@ -17,7 +17,7 @@ use super::implicit_gemm::{
     padded_geometry, with_buffer, write_padded, Pixel, COPY_BUDGET, PADDED,
 };
 use super::stage::StagePlan;
-use super::SyncPtr;
+use super::{tap_offsets, SyncPtr};
 use crate::kernels::int8::conv::ConvGeometry;
 use crate::kernels::int8::isa::Isa;
 
@@ -44,20 +44,11 @@ impl<'a> Gather<'a> {
             "gathering: data is shorter than the geometry's input"
         );
         let c = geom.in_channels;
-        let [_, ih, iw] = geom.input;
         let mut runs: Vec<(usize, usize)> = Vec::new();
-        for kd in 0..geom.kernel[0] {
-            for kh in 0..geom.kernel[1] {
-                for kw in 0..geom.kernel[2] {
-                    let d = kd * geom.dilate[0];
-                    let h = kh * geom.dilate[1];
-                    let w = kw * geom.dilate[2];
-                    let offset = ((d * ih + h) * iw + w) * c;
-                    match runs.last_mut() {
-                        Some((start, len)) if *start + *len == offset => *len += c,
-                        _ => runs.push((offset, c)),
-                    }
-                }
+        for offset in tap_offsets(geom, c) {
+            match runs.last_mut() {
+                Some((start, len)) if *start + *len == offset => *len += c,
+                _ => runs.push((offset, c)),
             }
         }
         Gather {

@@ -13,7 +13,7 @@ use rayon::prelude::*;
 
 use super::pack::DepthwiseWeights;
 use super::stage::StagePlan;
-use super::{store_tile, SyncPtr};
+use super::{store_tile, tap_offsets, SyncPtr};
 use crate::kernels::int8::conv::ConvGeometry;
 use crate::kernels::int8::isa::Isa;
 
@@ -198,17 +198,10 @@ pub(super) unsafe fn run(
     let per_range = blocks.div_ceil(block_ranges);
     let kernel = select(isa, signed);
     // Byte offset of each tap from the first, for pixels away from the border.
-    let mut offsets = Vec::with_capacity(weights.taps);
-    for kd in 0..geom.kernel[0] {
-        for kh in 0..geom.kernel[1] {
-            for kw in 0..geom.kernel[2] {
-                let d = kd * geom.dilate[0];
-                let h = kh * geom.dilate[1];
-                let w = kw * geom.dilate[2];
-                offsets.push((((d * geom.input[1] + h) * geom.input[2] + w) * channels) as isize);
-            }
-        }
-    }
+    let offsets: Vec<isize> = tap_offsets(geom, channels)
+        .into_iter()
+        .map(|o| o as isize)
+        .collect();
     let jobs: Vec<(usize, usize)> = (0..rows)
         .flat_map(|r| (0..blocks).step_by(per_range).map(move |b| (r, b)))
         .collect();

@@ -95,9 +95,9 @@ pub(crate) fn amx_supported() -> bool {
     amx::supported()
 }
 
-/// Fewest rows of a fully connected layer or pixels of a 1x1 convolution
-/// for the AMX tiles; fewer run on VNNI, since a block computes 32 rows
-/// whatever the count.
+/// Minimum rows of a fully connected layer, or pixels of a 1x1
+/// convolution, for the AMX tiles. Fewer run on VNNI, because a block
+/// computes 32 rows whatever the count.
 const AMX_MIN_ROWS: usize = 16;
 
 fn tiling(isa: Isa) -> Tiling {
@@ -438,6 +438,25 @@ unsafe fn run_panels(
     );
     // SAFETY: forwarded from the caller.
     unsafe { implicit_gemm::run(isa, tiling(isa), geom, bytes, signed, panels, plan, out) };
+}
+
+/// Returns the byte offset of each tap of `geom`'s kernel from the first
+/// tap, in `[depth][height][width]` order, for an input of
+/// `pixel_bytes` bytes per pixel.
+fn tap_offsets(geom: &ConvGeometry, pixel_bytes: usize) -> Vec<usize> {
+    let [_, ih, iw] = geom.input;
+    let mut offsets = Vec::with_capacity(geom.kernel.iter().product());
+    for kd in 0..geom.kernel[0] {
+        for kh in 0..geom.kernel[1] {
+            for kw in 0..geom.kernel[2] {
+                let d = kd * geom.dilate[0];
+                let h = kh * geom.dilate[1];
+                let w = kw * geom.dilate[2];
+                offsets.push(((d * ih + h) * iw + w) * pixel_bytes);
+            }
+        }
+    }
+    offsets
 }
 
 /// Returns whether `geom` is a 1x1 convolution with stride 1 and no

@@ -401,9 +401,9 @@ unsafe fn rows_of_bytes_avx512<const V: usize>(
         bias[j] = param_vector(plan.bias, 0.0, channel + 16 * j);
         scale[j] = param_vector(plan.scale, 1.0, channel + 16 * j);
     }
-    // After the packs, 32-bit word `4·l + j` holds channels `16·j + 4·l ..`
-    // (lane `l` of vector `j`); word `d` must hold channels `4·d ..`. The
-    // first `4·V` words of this order are right for every V.
+    // After the packs, 32-bit word `4·l + j` contains channels
+    // `16·j + 4·l ..` (lane `l` of vector `j`), and word `d` must contain
+    // channels `4·d ..`. The first `4·V` words of this order fit every V.
     let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
     let sum = plan.sum.filter(|_| form.sum);
     let sum_scale = _mm512_set1_ps(sum.map_or(0.0, |(s, _)| s));
@@ -457,8 +457,8 @@ unsafe fn rows_of_bytes_avx512<const V: usize>(
     }
 }
 
-/// The 16 values of a stage parameter from channel `at` on; `absent` when
-/// the stage has none.
+/// Returns the 16 values of a stage parameter from channel `at` on, or
+/// `absent` in every lane when the stage has none.
 #[target_feature(enable = "avx512f")]
 fn param_vector(p: Param, absent: f32, at: usize) -> __m512 {
     match p {

@@ -1089,8 +1089,8 @@ fn vnni_peak_runs() {
     }
 }
 
-/// A 1x1 convolution with stride 1 and no padding over `pixels` pixels in
-/// one row: the plain GEMM case that the AMX tier runs on tiles.
+/// Returns a 1x1 convolution with stride 1 and no padding over `pixels`
+/// pixels in one row: the plain GEMM case that the AMX tier runs on tiles.
 fn plain_1x1(batch: usize, pixels: usize, k: usize, n: usize) -> ConvGeometry {
     geometry(
         batch,
