@@ -107,6 +107,7 @@ impl Predictor {
             args,
             aux,
             keep_all_steps: false,
+            conv_chains: Default::default(),
         };
         // MXNet ignores shapes given for names the model does not have; say
         // so when binding then fails, since a misspelt key is the likely cause.

@@ -10,7 +10,7 @@
 //!
 //! Every case prints our relative-L2 drift from FP32 next to MXNet's.
 
-use mxnet::executor::{BindSpec, Executor};
+use mxnet::executor::{BindSpec, ConvChains, Executor};
 use mxnet::format::params::load_params_file;
 use mxnet::format::symbol::load_file;
 use mxnet::{DType, Tensor};
@@ -338,4 +338,79 @@ fn mobilenet_models() {
 #[test]
 fn model_zoo_models() {
     check_group(&["zoo_"]);
+}
+
+/// Binds `graph` with the parameters of `case` for its first `batch`
+/// images with `chains`, runs one forward pass and returns output 0 and the
+/// number of steps.
+fn run_chained(
+    case: &Case,
+    graph: &Arc<mxnet::graph::Graph>,
+    batch: usize,
+    chains: ConvChains,
+) -> (Tensor, usize) {
+    let data = &case.io["data"];
+    let mut shape = data.shape().to_vec();
+    let bytes = data.bytes().len() / shape[0] * batch;
+    shape[0] = batch;
+    let spec = BindSpec {
+        args: case.params.clone(),
+        aux: case.aux.clone(),
+        input_shapes: vec![("data".into(), shape)],
+        input_dtypes: vec![("data".into(), data.dtype())],
+        conv_chains: chains,
+        ..Default::default()
+    };
+    let mut exec = Executor::bind(graph.clone(), spec).expect("binds");
+    exec.set_argument("data", &data.bytes()[..bytes])
+        .expect("input fits");
+    exec.forward().expect("runs");
+    (exec.output(0).expect("output").clone(), exec.num_steps())
+}
+
+/// Convolutions joined into chains (computed image by image, band by band,
+/// several images or parts of one image at once) give the same bits as step
+/// by step: for int8 and uint8 data, residual sums, strides, bands of one
+/// row, and images split between threads (batch 1). The models' own outputs
+/// hardly depend on their input (random weights), so each convolution's
+/// output in turn is made the graph's output: chains end there.
+#[test]
+fn conv_chains_match_step_by_step() {
+    for name in [
+        "mobilenet_v2_mkldnn_channel",
+        "mobilenet_v2_net_int8",
+        "mobilenet_v2_net_auto",
+        "mobilenet_v1_net_auto",
+        "mobilenet_v1_mkldnn_tensor",
+    ] {
+        let case = load_case(name);
+        let convs: Vec<String> = case
+            .graph
+            .nodes
+            .iter()
+            .filter(|n| n.op == "_sg_mkldnn_conv")
+            .map(|n| n.name.clone())
+            .collect();
+        let mut chained_steps = 0;
+        for conv in &convs {
+            let mut graph = (*case.graph).clone();
+            mxnet::predictor::select_outputs(&mut graph, std::slice::from_ref(conv))
+                .expect("the node exists");
+            let graph = Arc::new(graph);
+            for batch in [2, 1] {
+                let (plain, plain_steps) = run_chained(&case, &graph, batch, ConvChains::Off);
+                for band_bytes in [1, 5000, 1 << 20] {
+                    let chains = ConvChains::Always { band_bytes };
+                    let (chained, steps) = run_chained(&case, &graph, batch, chains);
+                    chained_steps += plain_steps - steps;
+                    assert_eq!(
+                        chained.bytes(),
+                        plain.bytes(),
+                        "{name} up to {conv}, batch {batch}, bands of {band_bytes} bytes"
+                    );
+                }
+            }
+        }
+        assert!(chained_steps > 0, "{name}: no chain formed");
+    }
 }

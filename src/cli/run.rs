@@ -368,7 +368,7 @@ fn print_profile(p: &mut Predictor, runs: usize) -> Result<()> {
 
     let mut by_op: Vec<(String, f64)> = Vec::new();
     for (i, &t) in total.iter().enumerate() {
-        let Some((_, op, _)) = p.executor.step_summary(i) else {
+        let Some(op) = p.executor.step_summary(i).map(|s| s.op) else {
             continue;
         };
         match by_op.iter_mut().find(|(o, _)| o == op) {
@@ -386,12 +386,16 @@ fn print_profile(p: &mut Predictor, runs: usize) -> Result<()> {
     let mut order: Vec<usize> = (0..steps).collect();
     order.sort_by(|&a, &b| total[b].total_cmp(&total[a]));
     let total_ms = all * 1e3 / runs as f64;
-    println!("slowest steps by mean time (all steps: {total_ms:.3} ms):");
-    println!("{:>9} {:>6} {:>8}  node (op)", "ms", "share", "GMAC/s");
-    for &i in order.iter().take(25) {
-        let Some((name, op, macs)) = p.executor.step_summary(i) else {
+    println!("steps by mean time (all steps: {total_ms:.3} ms):");
+    println!(
+        "{:>9} {:>6} {:>8}  node (op) input [weight] -> output",
+        "ms", "share", "GMAC/s"
+    );
+    for &i in &order {
+        let Some(s) = p.executor.step_summary(i) else {
             continue;
         };
+        let macs = s.macs;
         let mean = total[i] / runs as f64;
         let rate = if macs > 0 && mean > 0.0 {
             format!("{:.1}", macs as f64 / mean / 1e9)
@@ -399,7 +403,25 @@ fn print_profile(p: &mut Predictor, runs: usize) -> Result<()> {
             "-".into()
         };
         let share = 100.0 * total[i] / all;
-        println!("{:>9.3} {share:>5.1}% {rate:>8}  {name} ({op})", mean * 1e3);
+        let dims = |d: &[usize]| {
+            d.iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join("x")
+        };
+        let weight = if s.weight.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", dims(s.weight))
+        };
+        println!(
+            "{:>9.3} {share:>5.1}% {rate:>8}  {} ({}) {}{weight} -> {}",
+            mean * 1e3,
+            s.name,
+            s.op,
+            dims(s.input),
+            dims(s.output)
+        );
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! prepare its constant inputs, and allocates every entry once, so a forward
 //! pass allocates no tensors.
 
+mod chain;
 mod fuse;
 mod infer;
 mod layout;
@@ -35,6 +36,24 @@ pub struct BindSpec {
     /// Runs every operator as its own step, absorbing none into the step
     /// before it, so a monitor receives every entry.
     pub keep_all_steps: bool,
+    /// Where consecutive convolutions run as one band-by-band step.
+    pub conv_chains: ConvChains,
+}
+
+/// Where the executor joins consecutive quantized convolutions into one
+/// step that computes each image band by band (see `chain`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ConvChains {
+    /// Where an intermediate output of one image is large, unless
+    /// `MXNET_INT8_CONV_CHAINS=0`.
+    #[default]
+    Auto,
+    Off,
+    /// Wherever possible, with bands of at most `band_bytes` of
+    /// intermediate rows (for tests).
+    Always {
+        band_bytes: usize,
+    },
 }
 
 /// Storage of one graph entry.
@@ -59,9 +78,25 @@ impl Value {
     }
 }
 
+/// What [`Executor::step_summary`] reports about one step.
+pub struct StepSummary<'a> {
+    pub name: &'a str,
+    pub op: &'a str,
+    /// Multiply-adds of a convolution or fully connected step, else 0.
+    pub macs: u64,
+    /// Shape of the first input.
+    pub input: &'a [usize],
+    /// Shape of the weight of a convolution or fully connected step, else empty.
+    pub weight: &'a [usize],
+    /// Shape of the first output.
+    pub output: &'a [usize],
+}
+
 /// One operator application in execution order.
 struct Step {
     node: usize,
+    /// The name to report instead of the node's (a chain of nodes).
+    label: Option<String>,
     op: Box<dyn Op>,
     inputs: Vec<usize>,
     outputs: Vec<usize>,
@@ -192,6 +227,7 @@ impl Executor {
             let outputs = (0..count).map(|i| entry_base[id] + i).collect();
             steps.push(Step {
                 node: id,
+                label: None,
                 op,
                 inputs,
                 outputs,
@@ -226,6 +262,20 @@ impl Executor {
             let n = &graph.nodes[st.node];
             layout::apply(st.op.as_mut(), &st.inputs, &st.outputs, &channels_last)
                 .map_err(|e| in_node(e, &n.name, &n.op))?;
+        }
+        if !spec.keep_all_steps {
+            let names: Vec<String> = graph.nodes.iter().map(|n| n.name.clone()).collect();
+            let chains = chain::form_chains(
+                spec.conv_chains,
+                &names,
+                &mut steps,
+                &shapes,
+                &dtypes,
+                &outputs,
+            )?;
+            if chains > 0 {
+                log::debug!("{chains} chains of convolutions run band by band");
+            }
         }
         let mut persistent = vec![false; total];
         for &e in &outputs {
@@ -413,10 +463,11 @@ impl Executor {
         })
     }
 
-    /// Name, operator and multiply-add count of step `i`. Multiply-adds are
-    /// counted for convolution and fully connected steps (output elements
-    /// times the weight elements per output channel), 0 for other operators.
-    pub fn step_summary(&self, i: usize) -> Option<(&str, &str, u64)> {
+    /// Name, operator, multiply-add count and shapes of step `i`.
+    /// Multiply-adds are counted for convolution and fully connected steps
+    /// (output elements times the weight elements per output channel), 0 for
+    /// other operators.
+    pub fn step_summary(&self, i: usize) -> Option<StepSummary<'_>> {
         let step = self.steps.get(i)?;
         let node = &self.graph.nodes[step.node];
         let op = node.op.to_ascii_lowercase();
@@ -429,7 +480,19 @@ impl Executor {
             }
             _ => 0,
         };
-        Some((&node.name, &node.op, macs))
+        let shape = |e: Option<&usize>| e.map(|&e| self.shapes[e].as_slice()).unwrap_or(&[]);
+        Some(StepSummary {
+            name: step.label.as_deref().unwrap_or(&node.name),
+            op: &node.op,
+            macs,
+            input: shape(step.inputs.first()),
+            weight: if weighted {
+                shape(step.inputs.get(1))
+            } else {
+                &[]
+            },
+            output: shape(step.outputs.first()),
+        })
     }
 
     /// Reports the inputs of step `i`: a variable by its own name, an
@@ -539,7 +602,8 @@ impl Executor {
             self.release(self.plan.release_after[i][k]);
         }
         let n = &self.graph.nodes[node];
-        result.map_err(|e| in_node(e, &n.name, &n.op))
+        let name = self.steps[i].label.as_deref().unwrap_or(&n.name);
+        result.map_err(|e| in_node(e, name, &n.op))
     }
 
     /// Calls `f` with entry `e` in MXNet's channels-first order. A

@@ -120,6 +120,13 @@ pub trait Op: Send + Sync {
     /// Computes every output. Output tensors arrive allocated with the
     /// inferred shapes and dtypes.
     fn forward(&self, inputs: &[&Tensor], outputs: &mut [Tensor]) -> Result<()>;
+
+    /// This operator as a quantized convolution whose output rows a
+    /// [`quantized::ConvChain`] can compute band by band. `None` (the
+    /// default) for every other operator.
+    fn as_row_conv(&self) -> Option<&dyn quantized::RowConv> {
+        None
+    }
 }
 
 /// A per-element operation on an output, absorbed into its producer.

@@ -4,6 +4,7 @@ pub mod conv;
 pub mod elem;
 pub mod gemm;
 pub mod isa;
+pub mod jobs;
 pub mod output;
 pub mod pool;
 pub mod quantize;

@@ -13,6 +13,7 @@
 //! declared output type; MXNet saturates to the residual's type, which
 //! loses half the range when an int8 residual meets a uint8 output.
 
+use super::chain::{RowConv, RowFacts, RowPlan};
 use super::common::{
     guarded_scale, integer_range, known_type, product_range, range_input_shapes, range_input_types,
     range_of, write_range, Calib, Ident,
@@ -22,7 +23,7 @@ use super::conv_attrs::ConvParams;
 use super::subgraph::{channel_weight_scales, fold_batch_norm, parse, BnAttrs};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::kernels::int8::conv::PackedConvWeights;
+use crate::kernels::int8::conv::{ConvGeometry, PackedConvWeights};
 use crate::kernels::int8::elem::QuantElem;
 use crate::kernels::int8::output::{Activation, OutputStage, PerChannel};
 use crate::ops::{AttrReader, ChannelsLastSupport, NodeCtx, Op, Shape};
@@ -51,9 +52,9 @@ struct Folded {
 }
 
 /// Quantized weights and bias for one data scale.
-struct Quantized {
+pub(super) struct Quantized {
     data_scale_bits: u32,
-    packed: PackedConvWeights,
+    pub(super) packed: PackedConvWeights,
     weight_scales: Vec<f32>,
     bias: Option<Vec<f32>>,
 }
@@ -261,7 +262,12 @@ impl FusedConv {
         }
     }
 
-    fn quantized_for(&self, inputs: &[&Tensor], ds: f32) -> Result<Arc<Quantized>> {
+    fn quantized_for(
+        &self,
+        inputs: &[Option<&Tensor>],
+        ds: f32,
+        in_channels: usize,
+    ) -> Result<Arc<Quantized>> {
         let mut cache = self
             .cache
             .lock()
@@ -275,12 +281,11 @@ impl FusedConv {
         let folded = match &self.folded {
             Some(f) => f,
             None => {
-                let all: Vec<Option<&Tensor>> = inputs.iter().map(|t| Some(*t)).collect();
-                folded_now = self.fold(&all)?;
+                folded_now = self.fold(inputs)?;
                 &folded_now
             }
         };
-        let q = Arc::new(self.quantize(folded, ds, inputs[0].shape()[1]));
+        let q = Arc::new(self.quantize(folded, ds, in_channels));
         *cache = Some(q.clone());
         Ok(q)
     }
@@ -459,52 +464,138 @@ impl Op for FusedConv {
 
     fn forward(&self, inputs: &[&Tensor], outputs: &mut [Tensor]) -> Result<()> {
         let data = inputs[0];
-        let dr = self.slots.data_range;
-        let d_range = range_of(inputs[dr], inputs[dr + 1], "data")?;
-        let ds = guarded_scale(data.dtype(), d_range.0, d_range.1);
-        let q = self.quantized_for(inputs, ds)?;
-
-        let (residual, sum_scale) = match (self.slots.sum, self.slots.sum_range) {
-            (Some(s), Some(sr)) => {
-                let r = range_of(inputs[sr], inputs[sr + 1], "sum")?;
-                (
-                    Some(inputs[s]),
-                    Some(guarded_scale(inputs[s].dtype(), r.0, r.1)),
-                )
-            }
-            _ if self.dedup_sum => (Some(data), Some(ds)),
-            _ => (None, None),
-        };
-        let stage = self.stage_for(&q, ds, sum_scale)?;
-        let geom = self.params.geometry(data.shape(), outputs[0].shape());
+        let all: Vec<Option<&Tensor>> = inputs.iter().map(|t| Some(*t)).collect();
+        let p = self.prepare_forward((data.dtype(), data.shape()), &all, outputs[0].shape())?;
         run_conv(
             &self.id,
-            &geom,
+            &p.geom,
             data,
-            &q.packed,
-            &stage,
-            residual,
+            &p.quantized.packed,
+            &p.stage,
+            p.residual.map(|s| inputs[s]),
             self.order,
             &mut outputs[0],
         )?;
-        if self.float_output {
-            return Ok(());
+        match p.range {
+            Some(range) => write_range(outputs, 1, range),
+            None => Ok(()),
         }
-        let range = match self.calib {
-            Some(c) => (c.min, c.max),
-            None => {
-                let folded = self.folded.as_ref().map(|f| (f.min, f.max));
-                let (wmin, wmax) = match folded {
-                    Some(r) => r,
+    }
+
+    fn as_row_conv(&self) -> Option<&dyn RowConv> {
+        Some(self)
+    }
+}
+
+impl FusedConv {
+    /// Prepares one forward pass from the input ranges: the geometry, the
+    /// weights quantized for the data scale, the output stage, where the
+    /// residual comes from and the output range. `inputs[0]` (the data) is
+    /// not read and may be absent.
+    fn prepare_forward(
+        &self,
+        data: (DType, &[usize]),
+        inputs: &[Option<&Tensor>],
+        out_shape: &[usize],
+    ) -> Result<Prepared> {
+        let get = |i: usize, what: &str| -> Result<&Tensor> {
+            inputs[i].ok_or_else(|| {
+                self.id
+                    .runtime_err(format!("{what} (input {i}) is missing"))
+            })
+        };
+        let dr = self.slots.data_range;
+        let d_range = range_of(get(dr, "data min")?, get(dr + 1, "data max")?, "data")?;
+        let ds = guarded_scale(data.0, d_range.0, d_range.1);
+        let quantized = self.quantized_for(inputs, ds, data.1[1])?;
+        let (residual, sum_scale) = match (self.slots.sum, self.slots.sum_range) {
+            (Some(s), Some(sr)) => {
+                let r = range_of(get(sr, "sum min")?, get(sr + 1, "sum max")?, "sum")?;
+                (
+                    Some(s),
+                    Some(guarded_scale(get(s, "sum")?.dtype(), r.0, r.1)),
+                )
+            }
+            _ if self.dedup_sum => (Some(0), Some(ds)),
+            _ => (None, None),
+        };
+        let stage = self.stage_for(&quantized, ds, sum_scale)?;
+        let range = match (self.float_output, self.calib) {
+            (true, _) => None,
+            (false, Some(c)) => Some((c.min, c.max)),
+            (false, None) => {
+                let (wmin, wmax) = match self.folded.as_ref() {
+                    Some(f) => (f.min, f.max),
                     None => {
-                        let all: Vec<Option<&Tensor>> = inputs.iter().map(|t| Some(*t)).collect();
-                        let f = self.fold(&all)?;
+                        let f = self.fold(inputs)?;
                         (f.min, f.max)
                     }
                 };
-                product_range((wmin, wmax), 127.0, d_range, integer_range(data.dtype()))
+                Some(product_range(
+                    (wmin, wmax),
+                    127.0,
+                    d_range,
+                    integer_range(data.0),
+                ))
             }
         };
-        write_range(outputs, 1, range)
+        Ok(Prepared {
+            geom: self.params.geometry(data.1, out_shape),
+            quantized,
+            stage,
+            residual,
+            range,
+        })
     }
+}
+
+impl RowConv for FusedConv {
+    fn row_facts(&self) -> Option<RowFacts> {
+        let eight_bit = matches!(self.output_dtype(), DType::I8 | DType::U8);
+        let order = self.order;
+        let laid_out = order.data && order.out && (self.slots.sum.is_none() || order.sum);
+        let kernel = &self.params.kernel;
+        if !eight_bit || !laid_out || self.dedup_sum || self.folded.is_none() || kernel.len() != 2 {
+            return None;
+        }
+        Some(RowFacts {
+            kernel: kernel[0],
+            stride: self.params.stride[0],
+            pad: self.params.pad[0],
+            dilate: self.params.dilate[0],
+            sum: self.slots.sum,
+        })
+    }
+
+    fn prepare_rows(
+        &self,
+        data: (DType, &[usize]),
+        inputs: &[Option<&Tensor>],
+        out_shape: &[usize],
+    ) -> Result<RowPlan> {
+        let p = self.prepare_forward(data, inputs, out_shape)?;
+        p.stage
+            .validate(p.geom.out_channels)
+            .map_err(|m| self.id.runtime_err(m))?;
+        Ok(RowPlan {
+            geom: p.geom,
+            weights: p.quantized,
+            stage: p.stage,
+            data: data.0,
+            out: self.output_dtype(),
+            residual: p.residual,
+            range: p.range,
+        })
+    }
+}
+
+/// What one forward pass computes with; see [`FusedConv::prepare_forward`].
+struct Prepared {
+    geom: ConvGeometry,
+    quantized: Arc<Quantized>,
+    stage: Arc<OutputStage>,
+    /// Input position of the residual (0 for a sum of the data with itself).
+    residual: Option<usize>,
+    /// Output range, for 8-bit and int32 outputs.
+    range: Option<(f32, f32)>,
 }

@@ -12,6 +12,7 @@
 //! correct. `docs/compatibility.md` lists where we deliberately differ.
 
 mod batch_norm;
+mod chain;
 mod common;
 mod concat;
 mod conv;
@@ -29,6 +30,8 @@ mod requantize;
 mod subgraph;
 
 use super::Registry;
+
+pub use chain::{ChainMember, ConvChain, RowConv, RowFacts, Source};
 
 /// Registers every quantized operator implementation.
 pub fn register(r: &mut Registry) {

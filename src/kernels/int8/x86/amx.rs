@@ -386,7 +386,7 @@ struct Job {
 /// splits by channel columns first, then by pixels. Otherwise every job has
 /// all columns, so that no two jobs write parts of the same output rows.
 fn plan_jobs(columns: usize, blocks: usize, split_columns: bool) -> Vec<Job> {
-    let target = 4 * rayon::current_num_threads();
+    let target = crate::kernels::int8::jobs::target();
     let (column_step, ranges) = if split_columns {
         (1, target.div_ceil(columns))
     } else {

@@ -193,7 +193,7 @@ pub(super) unsafe fn run(
     let blocks = channels.div_ceil(block);
     let rows = geom.batch * geom.output[0] * geom.output[1];
     // About 4 jobs per thread: output rows first, then channel blocks.
-    let target = 4 * rayon::current_num_threads();
+    let target = crate::kernels::int8::jobs::target();
     let block_ranges = target.div_ceil(rows).clamp(1, blocks);
     let per_range = blocks.div_ceil(block_ranges);
     let kernel = select(isa, signed);

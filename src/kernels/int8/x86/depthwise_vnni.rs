@@ -384,7 +384,7 @@ struct Job {
 fn plan_jobs(geom: &ConvGeometry, chunks: usize) -> Vec<Job> {
     let planes = geom.batch * geom.output[0];
     let height = geom.output[1];
-    let target = 4 * rayon::current_num_threads();
+    let target = crate::kernels::int8::jobs::target();
     let bands = target.div_ceil(planes).clamp(1, height);
     let rows_per_band = height.div_ceil(bands);
     let bands = height.div_ceil(rows_per_band);

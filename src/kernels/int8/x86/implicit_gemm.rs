@@ -355,7 +355,7 @@ struct Job {
 fn plan_jobs(groups: usize, panels_per_group: usize, tiling: Tiling, tiles: usize) -> Vec<Job> {
     let blocks = panels_per_group.div_ceil(tiling.panels);
     let columns = groups * blocks;
-    let target = 4 * rayon::current_num_threads();
+    let target = crate::kernels::int8::jobs::target();
     let ranges = target.div_ceil(columns).clamp(1, tiles.max(1));
     let per_range = tiles.div_ceil(ranges).max(1);
     let mut jobs = Vec::with_capacity(columns * ranges);

@@ -1,0 +1,164 @@
+//! Joins consecutive quantized convolutions into one band-by-band step
+//! (see [`crate::ops::quantized::ConvChain`]).
+//!
+//! A chain starts at a convolution without padding along the height and
+//! grows while the next step is a convolution whose data input is the
+//! current member's output 0, which nothing else reads and which is not a
+//! graph output. It only forms where the first intermediate output of one
+//! image is at least [`MIN_IMAGE_BYTES`] (under [`ConvChains::Auto`]): smaller tensors stay in the cache
+//! anyway, and one call per image would cost more than it saves.
+//! `MXNET_INT8_CONV_CHAINS=0` turns chains off.
+
+use super::{ConvChains, Step};
+use crate::dtype::DType;
+use crate::error::Result;
+use crate::ops::quantized::{ChainMember, ConvChain, Source};
+use crate::ops::Shape;
+use std::collections::HashMap;
+
+/// Smallest intermediate output of one image, in bytes, worth a chain.
+const MIN_IMAGE_BYTES: usize = 256 * 1024;
+
+/// Bytes of intermediate rows one band may hold, across all buffers: half
+/// the L2 cache of one core on the CPUs we measured (2 MiB).
+const BAND_BYTES: usize = 1024 * 1024;
+
+/// The smallest first intermediate output per image that gets a chain, and
+/// the band budget; `None` when chains are off.
+fn limits(policy: ConvChains) -> Option<(usize, usize)> {
+    match policy {
+        ConvChains::Off => None,
+        ConvChains::Always { band_bytes } => Some((0, band_bytes)),
+        ConvChains::Auto => {
+            let off = std::env::var("MXNET_INT8_CONV_CHAINS").is_ok_and(|v| v.trim() == "0");
+            (!off).then_some((MIN_IMAGE_BYTES, BAND_BYTES))
+        }
+    }
+}
+
+/// Replaces runs of chainable steps by chain steps; returns how many chains
+/// formed.
+pub(super) fn form_chains(
+    policy: ConvChains,
+    names: &[String],
+    steps: &mut Vec<Step>,
+    shapes: &[Shape],
+    dtypes: &[DType],
+    heads: &[usize],
+) -> Result<usize> {
+    let Some((min_image_bytes, band_bytes)) = limits(policy) else {
+        return Ok(0);
+    };
+    let mut uses = vec![0usize; shapes.len()];
+    for st in steps.iter() {
+        for &e in &st.inputs {
+            uses[e] += 1;
+        }
+    }
+    for &h in heads {
+        uses[h] += 1;
+    }
+    let chainable = |st: &Step| st.op.as_row_conv().and_then(|r| r.row_facts());
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    let mut i = 0;
+    while i < steps.len() {
+        let starts = chainable(&steps[i]).is_some_and(|f| f.pad == 0);
+        let mut end = i + 1;
+        while starts && end < steps.len() {
+            let out = steps[end - 1].outputs[0];
+            let next = &steps[end];
+            let joins = uses[out] == 1
+                && next.inputs.first() == Some(&out)
+                && chainable(next).is_some_and(|f| f.sum.is_none_or(|s| next.inputs[s] != out));
+            if !joins {
+                break;
+            }
+            end += 1;
+        }
+        let first_out = steps[i].outputs[0];
+        let image_bytes =
+            shapes[first_out].iter().skip(1).product::<usize>() * dtypes[first_out].size();
+        if end - i >= 2 && image_bytes >= min_image_bytes {
+            runs.push((i, end));
+            i = end;
+        } else {
+            i += 1;
+        }
+    }
+    for &(start, end) in runs.iter().rev() {
+        let members: Vec<Step> = steps.drain(start..end).collect();
+        let chain = build(names, members, shapes, dtypes, band_bytes)?;
+        steps.insert(start, chain);
+    }
+    Ok(runs.len())
+}
+
+/// Builds the chain step of `members`.
+fn build(
+    names: &[String],
+    members: Vec<Step>,
+    shapes: &[Shape],
+    dtypes: &[DType],
+    band_bytes: usize,
+) -> Result<Step> {
+    let mut inputs: Vec<usize> = Vec::new();
+    let mut outputs: Vec<usize> = Vec::new();
+    let mut output_of: HashMap<usize, usize> = HashMap::new();
+    let count = members.len();
+    let node = members[count - 1].node;
+    let mut chain_members = Vec::with_capacity(count);
+    for (i, st) in members.into_iter().enumerate() {
+        let last = i + 1 == count;
+        let sources = st
+            .inputs
+            .iter()
+            .enumerate()
+            .map(|(k, &e)| {
+                if i > 0 && k == 0 {
+                    Source::Chained
+                } else if let Some(&o) = output_of.get(&e) {
+                    Source::Output(o)
+                } else {
+                    Source::Input(position(&mut inputs, e))
+                }
+            })
+            .collect();
+        let slots = st
+            .outputs
+            .iter()
+            .enumerate()
+            .map(|(k, &e)| {
+                (k > 0 || last).then(|| {
+                    let o = position(&mut outputs, e);
+                    output_of.insert(e, o);
+                    o
+                })
+            })
+            .collect();
+        let data = st.inputs[0];
+        chain_members.push(ChainMember {
+            name: names[st.node].clone(),
+            op: st.op,
+            inputs: sources,
+            outputs: slots,
+            data: (dtypes[data], shapes[data].clone()),
+            out_shape: shapes[st.outputs[0]].clone(),
+        });
+    }
+    let chain = ConvChain::new(chain_members, band_bytes)?;
+    Ok(Step {
+        node,
+        label: Some(chain.label()),
+        op: Box::new(chain),
+        inputs,
+        outputs,
+    })
+}
+
+/// Returns the index of `e` in `list`, appending it if absent.
+fn position(list: &mut Vec<usize>, e: usize) -> usize {
+    list.iter().position(|&x| x == e).unwrap_or_else(|| {
+        list.push(e);
+        list.len() - 1
+    })
+}
