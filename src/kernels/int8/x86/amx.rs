@@ -323,6 +323,93 @@ unsafe fn block<const SIGNED: bool>(
     };
 }
 
+/// Pixels of a wide block: 4 data tiles of 16 rows, for weights of one
+/// chunk (see [`wide_block`]).
+const WIDE_PIXELS: usize = 64;
+
+/// Computes one wide block: 64 pixels from `data` (pixel `m` at
+/// `data + m·stride`) by the 32 output channels of pair `pair`, whose
+/// weights are one chunk, storing int32 row `m` at `out + m·TILE_ROW`.
+///
+/// The weight tiles load once. The 4 groups of 16 pixels alternate between
+/// two sets of data and accumulator tiles, so each group's products run
+/// while the group before stores its results: tile registers are not
+/// renamed, so with one set every group would wait for the last one's
+/// stores.
+///
+/// # Safety
+/// The tiles must be configured by [`TileConfig::for_chunk`] for the
+/// weights' chunk, and the weights must have one chunk. `weights.reach()`
+/// bytes from each of the 64 pixels must be readable. `out` must have room
+/// for 64 rows of [`TILE_ROW`] values.
+unsafe fn wide_block<const SIGNED: bool>(
+    data: *const u8,
+    stride: usize,
+    weights: &AmxWeights,
+    pair: usize,
+    out: *mut i32,
+) {
+    let b0 = weights.pair_ptr(pair);
+    // SAFETY: the pair's second tile follows its first.
+    let b1 = unsafe { b0.add(weights.tile_bytes()) };
+    // SAFETY (pointer arithmetic): pixels 16, 32 and 48 are inside the
+    // block, and the rows of 16 pixels of results inside `out`.
+    let a = |g: usize| unsafe { data.add(16 * g * stride) };
+    let c = |g: usize| unsafe { out.add(16 * g * TILE_ROW) };
+    macro_rules! wide {
+        ($op:literal) => {
+            asm!(
+                "tileloadd tmm2, [{b0} + {w}*1]",
+                "tileloadd tmm3, [{b1} + {w}*1]",
+                "tileloadd tmm0, [{a0} + {s}*1]",
+                "tilezero tmm4",
+                "tilezero tmm5",
+                concat!($op, " tmm4, tmm0, tmm2"),
+                concat!($op, " tmm5, tmm0, tmm3"),
+                "tileloadd tmm1, [{a1} + {s}*1]",
+                "tilezero tmm6",
+                "tilezero tmm7",
+                concat!($op, " tmm6, tmm1, tmm2"),
+                concat!($op, " tmm7, tmm1, tmm3"),
+                "tilestored [{c0} + {r}*1], tmm4",
+                "tilestored [{c0} + {r}*1 + 64], tmm5",
+                "tileloadd tmm0, [{a2} + {s}*1]",
+                "tilezero tmm4",
+                "tilezero tmm5",
+                concat!($op, " tmm4, tmm0, tmm2"),
+                concat!($op, " tmm5, tmm0, tmm3"),
+                "tilestored [{c1} + {r}*1], tmm6",
+                "tilestored [{c1} + {r}*1 + 64], tmm7",
+                "tileloadd tmm1, [{a3} + {s}*1]",
+                "tilezero tmm6",
+                "tilezero tmm7",
+                concat!($op, " tmm6, tmm1, tmm2"),
+                concat!($op, " tmm7, tmm1, tmm3"),
+                "tilestored [{c2} + {r}*1], tmm4",
+                "tilestored [{c2} + {r}*1 + 64], tmm5",
+                "tilestored [{c3} + {r}*1], tmm6",
+                "tilestored [{c3} + {r}*1 + 64], tmm7",
+                b0 = in(reg) b0, b1 = in(reg) b1, w = in(reg) ROW_BYTES,
+                a0 = in(reg) a(0), a1 = in(reg) a(1), a2 = in(reg) a(2), a3 = in(reg) a(3),
+                s = in(reg) stride,
+                c0 = in(reg) c(0), c1 = in(reg) c(1), c2 = in(reg) c(2), c3 = in(reg) c(3),
+                r = in(reg) TILE_ROW * 4,
+                options(nostack),
+            )
+        };
+    }
+    // SAFETY: the tiles are configured and every load and store stays
+    // inside the reads and writes the caller guarantees. The second half of
+    // a pair's results starts 16 int32 (64 bytes) into each row.
+    unsafe {
+        if SIGNED {
+            wide!("tdpbssd");
+        } else {
+            wide!("tdpbusd");
+        }
+    }
+}
+
 thread_local! {
     /// This thread's buffer for the data rows of gathered or staged blocks.
     static STAGED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
@@ -414,6 +501,8 @@ struct Gemm<'a> {
     weights: &'a AmxWeights,
     plan: &'a StagePlan<'a>,
     kernel: BlockFn,
+    /// The wide kernel, for weights of one chunk.
+    wide: BlockFn,
     out: SyncPtr,
     /// Output pixel of the first data row.
     first_pixel: usize,
@@ -460,6 +549,11 @@ pub(super) unsafe fn run(
         } else {
             block::<false>
         },
+        wide: if signed {
+            wide_block::<true>
+        } else {
+            wide_block::<false>
+        },
         out,
         first_pixel,
     };
@@ -480,48 +574,97 @@ pub(super) unsafe fn run(
 /// # Safety
 /// As [`run`], on a thread whose tiles are configured.
 unsafe fn run_job(gemm: &Gemm, job: &Job, staging: &mut Vec<u8>) {
-    let weights = gemm.weights;
-    let n = weights.n;
-    let pairs_per_column = JOB_CHANNELS / (2 * TILE_CHANNELS);
-    let mut result = [0i32; BLOCK_PIXELS * TILE_ROW];
-    for b in job.blocks.0..job.blocks.1 {
-        let p0 = b * BLOCK_PIXELS;
-        let rows = (gemm.pixels - p0).min(BLOCK_PIXELS);
-        let (data, stride) = gemm.rows.block(p0, rows, weights.reach(), staging);
-        for column in job.columns.0..job.columns.1 {
-            let first_channel = column * JOB_CHANNELS;
-            let channels = (n - first_channel).min(JOB_CHANNELS);
-            for pair in 0..channels.div_ceil(2 * TILE_CHANNELS) {
-                // SAFETY: the block's 32 rows have their reach readable
-                // (`Rows::block`); the pair's 32 columns lie inside
-                // `result`'s rows.
-                unsafe {
-                    (gemm.kernel)(
-                        data,
-                        stride,
-                        weights,
-                        column * pairs_per_column + pair,
-                        result.as_mut_ptr().add(pair * 2 * TILE_CHANNELS),
-                    )
-                };
-            }
-            // SAFETY: the job owns these output elements; the CPU runs
-            // `gemm.isa` (the caller's guarantee).
+    let end = (job.blocks.1 * BLOCK_PIXELS).min(gemm.pixels);
+    let mut p0 = job.blocks.0 * BLOCK_PIXELS;
+    let mut result = [0i32; WIDE_PIXELS * TILE_ROW];
+    // Wide blocks read their rows in place, so they need one chunk of
+    // weights and all 64 pixels' reach inside the input. They only pay
+    // with one pair of weight tiles: with more, blocks of 32 pixels were
+    // faster (16 -> 96 channels: 3.5-3.8 ms against 4.2-4.4 ms on
+    // 16 x 112 x 112 pixels, one thread).
+    let one_pair = gemm.weights.n <= 2 * TILE_CHANNELS;
+    if let (1, true, Rows::InPlace { input, stride }) = (gemm.weights.chunks, one_pair, gemm.rows) {
+        let reach = gemm.weights.reach();
+        while p0 + WIDE_PIXELS <= end && (p0 + WIDE_PIXELS - 1) * stride + reach <= input.len() {
+            let data = input[p0 * stride..].as_ptr();
+            // SAFETY: the 64 rows' reach lies inside the input (checked
+            // above); the rest is forwarded from the caller.
             unsafe {
-                store_tile(
-                    gemm.isa,
-                    gemm.plan,
-                    &result,
-                    TILE_ROW,
-                    rows,
-                    channels,
-                    first_channel,
-                    (gemm.first_pixel + p0) * n + first_channel,
-                    n,
-                    gemm.out,
+                run_columns(
+                    gemm,
+                    job,
+                    gemm.wide,
+                    data,
+                    *stride,
+                    p0,
+                    WIDE_PIXELS,
+                    &mut result,
+                )
+            };
+            p0 += WIDE_PIXELS;
+        }
+    }
+    while p0 < end {
+        let rows = (end - p0).min(BLOCK_PIXELS);
+        let (data, stride) = gemm.rows.block(p0, rows, gemm.weights.reach(), staging);
+        // SAFETY: `Rows::block` makes the reach of all 32 rows readable;
+        // the rest is forwarded from the caller.
+        unsafe { run_columns(gemm, job, gemm.kernel, data, stride, p0, rows, &mut result) };
+        p0 += rows;
+    }
+}
+
+/// Computes the job's columns for the block of `rows` pixels from `p0`
+/// whose data rows start at `data`, with `kernel` (32 or 64 pixels), and
+/// stores them through the output stage.
+///
+/// # Safety
+/// As [`run_job`]; the kernel's pixels must have their reach readable.
+#[allow(clippy::too_many_arguments)]
+unsafe fn run_columns(
+    gemm: &Gemm,
+    job: &Job,
+    kernel: BlockFn,
+    data: *const u8,
+    stride: usize,
+    p0: usize,
+    rows: usize,
+    result: &mut [i32; WIDE_PIXELS * TILE_ROW],
+) {
+    let n = gemm.weights.n;
+    let pairs_per_column = JOB_CHANNELS / (2 * TILE_CHANNELS);
+    for column in job.columns.0..job.columns.1 {
+        let first_channel = column * JOB_CHANNELS;
+        let channels = (n - first_channel).min(JOB_CHANNELS);
+        for pair in 0..channels.div_ceil(2 * TILE_CHANNELS) {
+            // SAFETY: the caller guarantees the rows' reach; the pair's 32
+            // columns lie inside `result`'s rows.
+            unsafe {
+                kernel(
+                    data,
+                    stride,
+                    gemm.weights,
+                    column * pairs_per_column + pair,
+                    result.as_mut_ptr().add(pair * 2 * TILE_CHANNELS),
                 )
             };
         }
+        // SAFETY: the job owns these output elements; the CPU runs
+        // `gemm.isa` (the caller's guarantee).
+        unsafe {
+            store_tile(
+                gemm.isa,
+                gemm.plan,
+                &result[..],
+                TILE_ROW,
+                rows,
+                channels,
+                first_channel,
+                (gemm.first_pixel + p0) * n + first_channel,
+                n,
+                gemm.out,
+            )
+        };
     }
 }
 
