@@ -1110,7 +1110,8 @@ fn plain_1x1_shapes_match_reference() {
     // Pixel counts below the 16-row minimum (VNNI panels), around it and
     // around the 32-pixel block,
     // reductions below, at and past one 64-byte chunk (some not multiples
-    // of 4), and channel counts that leave half a pair of weight tiles.
+    // of 4), channel counts that leave half a pair of weight tiles, and
+    // runs of 64 pixels for the wide blocks.
     let mut rng = Rng(11);
     for (batch, pixels, k, n) in [
         (1, 1, 40, 50),
@@ -1124,6 +1125,11 @@ fn plain_1x1_shapes_match_reference() {
         (1, 100, 65, 100),
         (1, 49, 130, 48),
         (1, 64, 256, 31),
+        // Wide blocks of 64 pixels (one chunk, at most 32 channels).
+        (4, 784, 16, 32),
+        (2, 300, 24, 16),
+        (1, 130, 61, 20),
+        (1, 200, 3, 8),
     ] {
         let geom = plain_1x1(batch, pixels, k, n);
         let weights: Vec<i8> = rng.bytes(n * k);
