@@ -4,9 +4,11 @@
 //! A chain starts at a convolution without padding along the height and
 //! grows while the next step is a convolution whose data input is the
 //! current member's output 0, which nothing else reads and which is not a
-//! graph output. It only forms where the first intermediate output of one
-//! image is at least [`MIN_IMAGE_BYTES`] (under [`ConvChains::Auto`]): smaller tensors stay in the cache
-//! anyway, and one call per image would cost more than it saves.
+//! graph output. Under [`ConvChains::Auto`] it only forms where the first
+//! intermediate output of one image is at least [`MIN_IMAGE_BYTES`], and it
+//! stops before an intermediate output below [`MIN_LINK_BYTES`]: smaller
+//! tensors stay in the cache anyway, and calls per band and image would
+//! cost more than they save.
 //! `MXNET_INT8_CONV_CHAINS=0` turns chains off.
 
 use super::{ConvChains, Step};
@@ -16,22 +18,45 @@ use crate::ops::quantized::{ChainMember, ConvChain, Source};
 use crate::ops::Shape;
 use std::collections::HashMap;
 
-/// Smallest intermediate output of one image, in bytes, worth a chain.
-const MIN_IMAGE_BYTES: usize = 256 * 1024;
+/// Smallest first intermediate output of one image, in bytes, worth a
+/// chain.
+const MIN_IMAGE_BYTES: usize = 1024 * 1024;
+
+/// Smallest intermediate output of one image, in bytes, that a chain
+/// carries on through. Past it, layers are small enough that a step per
+/// layer for the whole batch costs less than a call per band and image.
+const MIN_LINK_BYTES: usize = 64 * 1024;
 
 /// Bytes of intermediate rows one band may hold, across all buffers: half
 /// the L2 cache of one core on the CPUs we measured (2 MiB).
 const BAND_BYTES: usize = 1024 * 1024;
 
-/// The smallest first intermediate output per image that gets a chain, and
-/// the band budget; `None` when chains are off.
-fn limits(policy: ConvChains) -> Option<(usize, usize)> {
+/// Size limits of chains.
+struct Limits {
+    /// Smallest first intermediate output of one image.
+    first: usize,
+    /// Smallest intermediate output of one image a chain carries on through.
+    link: usize,
+    /// Bytes of intermediate rows per band.
+    band: usize,
+}
+
+/// The limits of `policy`; `None` when chains are off.
+fn limits(policy: ConvChains) -> Option<Limits> {
     match policy {
         ConvChains::Off => None,
-        ConvChains::Always { band_bytes } => Some((0, band_bytes)),
+        ConvChains::Always { band_bytes } => Some(Limits {
+            first: 0,
+            link: 0,
+            band: band_bytes,
+        }),
         ConvChains::Auto => {
             let off = std::env::var("MXNET_INT8_CONV_CHAINS").is_ok_and(|v| v.trim() == "0");
-            (!off).then_some((MIN_IMAGE_BYTES, BAND_BYTES))
+            (!off).then_some(Limits {
+                first: MIN_IMAGE_BYTES,
+                link: MIN_LINK_BYTES,
+                band: BAND_BYTES,
+            })
         }
     }
 }
@@ -46,9 +71,10 @@ pub(super) fn form_chains(
     dtypes: &[DType],
     heads: &[usize],
 ) -> Result<usize> {
-    let Some((min_image_bytes, band_bytes)) = limits(policy) else {
+    let Some(limits) = limits(policy) else {
         return Ok(0);
     };
+    let image_bytes = |e: usize| shapes[e].iter().skip(1).product::<usize>() * dtypes[e].size();
     let mut uses = vec![0usize; shapes.len()];
     for st in steps.iter() {
         for &e in &st.inputs {
@@ -68,6 +94,7 @@ pub(super) fn form_chains(
             let out = steps[end - 1].outputs[0];
             let next = &steps[end];
             let joins = uses[out] == 1
+                && image_bytes(out) >= limits.link
                 && next.inputs.first() == Some(&out)
                 && chainable(next).is_some_and(|f| f.sum.is_none_or(|s| next.inputs[s] != out));
             if !joins {
@@ -75,10 +102,7 @@ pub(super) fn form_chains(
             }
             end += 1;
         }
-        let first_out = steps[i].outputs[0];
-        let image_bytes =
-            shapes[first_out].iter().skip(1).product::<usize>() * dtypes[first_out].size();
-        if end - i >= 2 && image_bytes >= min_image_bytes {
+        if end - i >= 2 && image_bytes(steps[i].outputs[0]) >= limits.first {
             runs.push((i, end));
             i = end;
         } else {
@@ -87,7 +111,7 @@ pub(super) fn form_chains(
     }
     for &(start, end) in runs.iter().rev() {
         let members: Vec<Step> = steps.drain(start..end).collect();
-        let chain = build(names, members, shapes, dtypes, band_bytes)?;
+        let chain = build(names, members, shapes, dtypes, limits.band)?;
         steps.insert(start, chain);
     }
     Ok(runs.len())
