@@ -111,6 +111,8 @@ pub(super) struct AmxWeights {
     chunk: usize,
     chunks: usize,
     lines: Lines,
+    /// Sum of each output channel's weights.
+    sums: Vec<i32>,
 }
 
 impl AmxWeights {
@@ -144,13 +146,34 @@ impl AmxWeights {
                 }
             }
         }
+        let sums = weights
+            .chunks_exact(k.max(1))
+            .take(n)
+            .map(|row| row.iter().map(|&w| i32::from(w)).sum())
+            .collect();
         AmxWeights {
             n,
             k,
             chunk,
             chunks,
             lines,
+            sums,
         }
+    }
+
+    /// Sum of output channel `channel`'s weights; 0 past the last channel.
+    pub(super) fn sum(&self, channel: usize) -> i32 {
+        self.sums.get(channel).copied().unwrap_or(0)
+    }
+
+    /// For weights of one chunk: the tile of output channels
+    /// `16·tile ..`, whose row `s` is the `vpdpbusd` weight vector of
+    /// reduction step `s` (4 bytes per channel).
+    pub(super) fn vectors_ptr(&self, tile: usize) -> *const u8 {
+        assert_eq!(self.chunks, 1, "AMX weights: vectors of several chunks");
+        // SAFETY: tile `tile` lies inside pair `tile / 2`, whose two tiles
+        // follow each other.
+        unsafe { self.pair_ptr(tile / 2).add((tile % 2) * self.tile_bytes()) }
     }
 
     /// Rows of one weight tile.

@@ -15,6 +15,7 @@ mod implicit_gemm;
 mod madd;
 mod pack;
 pub(crate) mod reorder;
+mod short_k;
 mod stage;
 mod tile;
 mod vnni;
@@ -366,7 +367,20 @@ pub fn conv<X: QuantElem, O: OutputElem>(
                 // which it checked this CPU and system run, and only with one
                 // group. `out` has `geom.output_len()` elements of `kind`.
                 None => unsafe {
-                    if is_plain(geom) {
+                    let short = short_k::applies(geom.in_channels, geom.out_channels, &plan)
+                        .filter(|_| is_plain(geom));
+                    if let Some(form) = short {
+                        short_k::run(
+                            pixels,
+                            geom.in_channels,
+                            bytes,
+                            signed,
+                            tiles,
+                            &plan,
+                            form,
+                            out,
+                        )
+                    } else if is_plain(geom) {
                         // Output pixel `p` multiplies input pixel `p` as it is.
                         let rows = Rows::InPlace {
                             input: bytes,

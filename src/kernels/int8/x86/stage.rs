@@ -106,7 +106,7 @@ impl OutKind {
 
 /// A per-channel stage parameter, resolved once per call.
 #[derive(Clone, Copy)]
-enum Param<'a> {
+pub(super) enum Param<'a> {
     Absent,
     Uniform(f32),
     PerChannel(&'a [f32]),
@@ -227,6 +227,16 @@ impl<'a> StagePlan<'a> {
             sum: f.sum,
             in_int32: f.largest * (1.0 + 1.0 / 1_048_576.0) < INT32_SAFE,
         })
+    }
+
+    /// The bias as loaded into vectors.
+    pub(super) fn bias_param(&self) -> Param<'a> {
+        self.bias
+    }
+
+    /// The scale as loaded into vectors.
+    pub(super) fn scale_param(&self) -> Param<'a> {
+        self.scale
     }
 
     /// Bias and scale of `channel` as the fast forms apply them: an absent
@@ -460,7 +470,7 @@ unsafe fn rows_of_bytes_avx512<const V: usize>(
 /// Returns the 16 values of a stage parameter from channel `at` on, or
 /// `absent` in every lane when the stage has none.
 #[target_feature(enable = "avx512f")]
-fn param_vector(p: Param, absent: f32, at: usize) -> __m512 {
+pub(super) fn param_vector(p: Param, absent: f32, at: usize) -> __m512 {
     match p {
         Param::Absent => _mm512_set1_ps(absent),
         Param::Uniform(v) => _mm512_set1_ps(v),

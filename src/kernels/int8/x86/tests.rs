@@ -1130,6 +1130,13 @@ fn plain_1x1_shapes_match_reference() {
         (2, 300, 24, 16),
         (1, 130, 61, 20),
         (1, 200, 3, 8),
+        // Short reductions on vector registers: 1 to 4 vectors per
+        // column, several columns, ragged last tiles.
+        (1, 50, 1, 16),
+        (2, 37, 5, 48),
+        (1, 101, 31, 80),
+        (3, 29, 32, 144),
+        (1, 70, 17, 96),
     ] {
         let geom = plain_1x1(batch, pixels, k, n);
         let weights: Vec<i8> = rng.bytes(n * k);
