@@ -1216,6 +1216,48 @@ fn gathered_convolutions_match_reference() {
     let mut rng = Rng(14);
     let cases = [
         (
+            "3x3/2 RGB stem",
+            geometry(
+                2,
+                3,
+                32,
+                1,
+                [1, 23, 19],
+                [1, 3, 3],
+                [1, 2, 2],
+                [1, 1, 1],
+                [0, 1, 1],
+            ),
+        ),
+        (
+            "3x3 RGB, 48 outputs, no padding",
+            geometry(
+                1,
+                3,
+                48,
+                1,
+                [1, 12, 13],
+                [1, 3, 3],
+                [1, 1, 1],
+                [1, 1, 1],
+                [0, 0, 0],
+            ),
+        ),
+        (
+            "2x2 dilated 2 channels, 80 outputs",
+            geometry(
+                3,
+                2,
+                80,
+                1,
+                [1, 9, 11],
+                [1, 2, 2],
+                [1, 1, 1],
+                [1, 2, 2],
+                [0, 1, 1],
+            ),
+        ),
+        (
             "3x3/2 4 channels",
             geometry(
                 2,
@@ -1364,6 +1406,7 @@ fn amx_tier_packs_tiles_for_one_group() {
         let pack = ConvPack::new(isa, w, groups).expect("tier runs here");
         matches!(pack.layout, ConvLayout::Tiles { .. })
     };
+
     let one = PackedConvWeights::pack(&[1; 6], 2, 3, [1, 1, 1]);
     assert!(tiles(&one, Isa::Amx, 1));
     assert!(!tiles(&one, Isa::Avx512Vnni, 1));
