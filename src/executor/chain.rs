@@ -5,10 +5,10 @@
 //! grows while the next step is a convolution whose data input is the
 //! current member's output 0, which nothing else reads and which is not a
 //! graph output. Under [`ConvChains::Auto`] it only forms where the first
-//! intermediate output of one image is at least [`MIN_IMAGE_BYTES`], and it
-//! stops before an intermediate output below [`MIN_LINK_BYTES`]: smaller
-//! tensors stay in the cache anyway, and calls per band and image would
-//! cost more than they save.
+//! intermediate output of one image is at least [`MIN_IMAGE_BYTES`]. It
+//! stops before an intermediate output below [`MIN_LINK_BYTES`], because
+//! smaller tensors stay in the cache anyway and calls per band and image
+//! would cost more than they save.
 //! `MXNET_INT8_CONV_CHAINS=0` turns chains off.
 
 use super::{ConvChains, Step};
@@ -41,7 +41,7 @@ struct Limits {
     band: usize,
 }
 
-/// The limits of `policy`; `None` when chains are off.
+/// Returns the limits of `policy`, or `None` when chains are off.
 fn limits(policy: ConvChains) -> Option<Limits> {
     match policy {
         ConvChains::Off => None,

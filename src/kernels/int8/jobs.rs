@@ -38,7 +38,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn serial_calls_make_one_job_and_restore_the_setting() {
+    fn serially_makes_one_job() {
         let outside = target();
         assert_eq!(outside, 4 * rayon::current_num_threads());
         assert_eq!(serially(target), 1);

@@ -31,8 +31,8 @@ use crate::tensor::Tensor;
 
 /// A quantized convolution that a [`ConvChain`] can run row by row.
 pub trait RowConv: Send + Sync {
-    /// The node's geometry along the height, or `None` when it cannot join
-    /// a chain (not 2-D, not channels-last, no 8-bit output, weights not
+    /// Returns the node's geometry along the height, or `None` when it
+    /// cannot join a chain (not 2-D, not channels-last, no 8-bit output, weights not
     /// constant, or a residual that repeats its own data input).
     fn row_facts(&self) -> Option<RowFacts>;
 
@@ -58,7 +58,7 @@ pub struct RowFacts {
     pub sum: Option<usize>,
 }
 
-/// What one convolution of a chain computes with in one forward pass.
+/// The plan of one convolution of a chain for one forward pass.
 pub struct RowPlan {
     pub(super) geom: ConvGeometry,
     pub(super) weights: Arc<Quantized>,
@@ -71,14 +71,14 @@ pub struct RowPlan {
     pub(super) range: Option<(f32, f32)>,
 }
 
-/// Where a chain member's input comes from.
+/// The origin of a chain member's input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {
     /// Input `k` of the chain step.
     Input(usize),
     /// Output `k` of the chain step, written by an earlier member.
     Output(usize),
-    /// The previous member's output 0, which only the chain sees.
+    /// The previous member's output 0, which only the chain reads.
     Chained,
 }
 
@@ -405,7 +405,7 @@ fn run_part(
     let last = links.len() - 1;
     buffers.resize_with(last, Vec::new);
     // Rows of member `j`'s output that buffer `j` holds.
-    let mut held: Vec<Rows> = vec![(0, 0); last];
+    let mut stored: Vec<Rows> = vec![(0, 0); last];
     let mut need: Vec<Rows> = vec![(0, 0); links.len()];
     let out_row = links[last].out_row_bytes();
     let mut y = rows.0;
@@ -418,13 +418,13 @@ fn run_part(
         for j in 0..last {
             let (before, rest) = buffers.split_at_mut(j);
             let src: (&[u8], isize) = match before.last() {
-                Some(b) => (b, held[j - 1].0),
+                Some(b) => (b, stored[j - 1].0),
                 None => (input, 0),
             };
-            fill_rows(&links[j], n, src, need[j], &mut held[j], &mut rest[0]);
+            fill_rows(&links[j], n, src, need[j], &mut stored[j], &mut rest[0]);
         }
         let src: (&[u8], isize) = match buffers.last() {
-            Some(b) => (b, held[last - 1].0),
+            Some(b) => (b, stored[last - 1].0),
             None => (input, 0),
         };
         let dst = &mut out[(y - rows.0) * out_row..(end - rows.0) * out_row];
@@ -442,17 +442,17 @@ fn fill_rows(
     n: usize,
     src: (&[u8], isize),
     need: Rows,
-    held: &mut Rows,
+    stored: &mut Rows,
     buffer: &mut Vec<u8>,
 ) {
     let row = link.out_row_bytes();
-    let kept_to = if held.0 <= need.0 && need.0 < held.1 {
-        held.1.min(need.1)
+    let kept_to = if stored.0 <= need.0 && need.0 < stored.1 {
+        stored.1.min(need.1)
     } else {
         need.0
     };
     if kept_to > need.0 {
-        let from = (need.0 - held.0) as usize * row;
+        let from = (need.0 - stored.0) as usize * row;
         buffer.copy_within(from..from + (kept_to - need.0) as usize * row, 0);
     }
     let len = (need.1 - need.0) as usize * row;
@@ -471,5 +471,5 @@ fn fill_rows(
         let rows = (real.0 as usize, real.1 as usize);
         link.run_rows(n, rows, src.0, src.1, &mut buffer[at(real.0)..at(real.1)]);
     }
-    *held = need;
+    *stored = need;
 }

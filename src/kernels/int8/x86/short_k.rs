@@ -11,8 +11,9 @@
 //! The weights are the AMX tiles' (see [`AmxWeights`]): row `s` of the tile
 //! of 16 output channels is the `vpdpbusd` operand of reduction step `s` for
 //! those channels. Each tile's pixels are first copied to a buffer with one
-//! 64-byte row per pixel; int8 data is flipped to uint8 there (`u = s + 128`)
-//! and the accumulators start at `-128 · Σ w` of their channel.
+//! 64-byte row per pixel. There int8 data is flipped to uint8
+//! (`u = s + 128`), so the accumulators start at `-128 · Σ w` of their
+//! channel.
 
 use std::arch::x86_64::*;
 
@@ -34,8 +35,8 @@ const ROW: usize = 64;
 /// input channels 0.88x.
 const MAX_K: usize = 32;
 
-/// Whether this kernel runs a 1x1 convolution with `k` input and `n`
-/// output channels under `plan`: at most [`MAX_K`] input channels, whole
+/// Returns the byte stage form when this kernel runs a 1x1 convolution
+/// with `k` input and `n` output channels under `plan`: at most [`MAX_K`] input channels, whole
 /// vectors of output channels, and a byte output stage without a residual.
 pub(super) fn applies(k: usize, n: usize, plan: &StagePlan) -> Option<LaneForm> {
     let form = plan.lane_form().filter(|f| !f.sum)?;
@@ -100,7 +101,7 @@ unsafe fn tile<const MR: usize, const NV: usize>(
             }
         }
     }
-    // After the packs, 32-bit word `4·l + j` holds channels `16·j + 4·l ..`.
+    // After the packs, 32-bit word `4·l + j` contains channels `16·j + 4·l ..`.
     let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
     let mask = if NV == 4 {
         u64::MAX
@@ -130,8 +131,8 @@ unsafe fn tile<const MR: usize, const NV: usize>(
 
 type TileFn = unsafe fn(*const u8, usize, &Column, LaneForm, usize, *mut u8, usize);
 
-/// The tile kernel for tiles of `pixels` (from [`tile_pixels`]) by
-/// `vectors` vectors.
+/// Returns the tile kernel for tiles of `pixels` (from [`tile_pixels`])
+/// by `vectors` vectors.
 fn select(pixels: usize, vectors: usize) -> TileFn {
     match (pixels, vectors) {
         (24, 1) => tile::<24, 1>,
