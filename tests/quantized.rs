@@ -368,10 +368,11 @@ fn run_chained(
     (exec.output(0).expect("output").clone(), exec.num_steps())
 }
 
-/// Convolutions joined into chains (computed image by image, band by band,
-/// several images or parts of one image at once) give the same bits as step
-/// by step: for int8 and uint8 data, residual sums, strides, bands of one
-/// row, and images split between threads (batch 1). The models' own outputs
+/// Convolutions joined into chains give the same bits as step by step. A
+/// chain computes image by image and band by band, with several images or
+/// parts of one image at once. The cases cover int8 and uint8 data, residual
+/// sums, strides, bands of one row, and images split between threads
+/// (batch 1). The models' own outputs
 /// hardly depend on their input (random weights), so each convolution's
 /// output in turn is made the graph's output: chains end there.
 #[test]
@@ -413,4 +414,42 @@ fn conv_chains_match_step_by_step() {
         }
         assert!(chained_steps > 0, "{name}: no chain formed");
     }
+}
+
+/// Returns the multiply-adds of all steps of `case` bound with `chains`,
+/// and whether every convolution step reports a 4-D output.
+fn profiled_work(case: &Case, chains: ConvChains) -> (u64, bool) {
+    let data = &case.io["data"];
+    let spec = BindSpec {
+        args: case.params.clone(),
+        aux: case.aux.clone(),
+        input_shapes: vec![("data".into(), data.shape().to_vec())],
+        input_dtypes: vec![("data".into(), data.dtype())],
+        conv_chains: chains,
+        ..Default::default()
+    };
+    let exec = Executor::bind(case.graph.clone(), spec).expect("binds");
+    let summaries: Vec<_> = (0..exec.num_steps())
+        .map(|i| exec.step_summary(i).expect("step exists"))
+        .collect();
+    let macs = summaries.iter().map(|s| s.macs).sum();
+    let images = summaries
+        .iter()
+        .filter(|s| s.op.contains("conv"))
+        .all(|s| s.output.len() == 4);
+    (macs, images)
+}
+
+/// A chain step reports the multiply-adds of all its members and the
+/// output of its last member, as the profile prints them.
+#[test]
+fn chain_steps_report_their_members_work() {
+    let case = load_case("mobilenet_v2_net_auto");
+    let (plain_macs, plain_images) = profiled_work(&case, ConvChains::Off);
+    let chains = ConvChains::Always { band_bytes: 5000 };
+    let (chained_macs, chained_images) = profiled_work(&case, chains);
+    assert!(plain_macs > 0);
+    assert_eq!(chained_macs, plain_macs);
+    assert!(plain_images);
+    assert!(chained_images, "a chain step reports a range output");
 }

@@ -11,7 +11,7 @@
 //! would cost more than they save.
 //! `MXNET_INT8_CONV_CHAINS=0` turns chains off.
 
-use super::{ConvChains, Step};
+use super::{ChainSummary, ConvChains, Step};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::ops::quantized::{ChainMember, ConvChain, Source};
@@ -130,6 +130,15 @@ fn build(
     let mut output_of: HashMap<usize, usize> = HashMap::new();
     let count = members.len();
     let node = members[count - 1].node;
+    let output = members[count - 1].outputs[0];
+    let macs = members
+        .iter()
+        .map(|st| {
+            let out: usize = shapes[st.outputs[0]].iter().product();
+            let per_channel: usize = shapes[st.inputs[1]].iter().skip(1).product();
+            (out * per_channel) as u64
+        })
+        .sum();
     let mut chain_members = Vec::with_capacity(count);
     for (i, st) in members.into_iter().enumerate() {
         let last = i + 1 == count;
@@ -172,7 +181,11 @@ fn build(
     let chain = ConvChain::new(chain_members, band_bytes)?;
     Ok(Step {
         node,
-        label: Some(chain.label()),
+        chain: Some(ChainSummary {
+            label: chain.label(),
+            output,
+            macs,
+        }),
         op: Box::new(chain),
         inputs,
         outputs,

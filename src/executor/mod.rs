@@ -92,11 +92,21 @@ pub struct StepSummary<'a> {
     pub output: &'a [usize],
 }
 
+/// The facts a profile reports about a chain step.
+struct ChainSummary {
+    /// Node names joined with ` + `.
+    label: String,
+    /// The entry of the last member's output 0.
+    output: usize,
+    /// Multiply-adds of all members.
+    macs: u64,
+}
+
 /// One operator application in execution order.
 struct Step {
     node: usize,
-    /// The name to report instead of the node's (a chain of nodes).
-    label: Option<String>,
+    /// What to report instead of the node's own facts (a chain of nodes).
+    chain: Option<ChainSummary>,
     op: Box<dyn Op>,
     inputs: Vec<usize>,
     outputs: Vec<usize>,
@@ -227,7 +237,7 @@ impl Executor {
             let outputs = (0..count).map(|i| entry_base[id] + i).collect();
             steps.push(Step {
                 node: id,
-                label: None,
+                chain: None,
                 op,
                 inputs,
                 outputs,
@@ -481,8 +491,18 @@ impl Executor {
             _ => 0,
         };
         let shape = |e: Option<&usize>| e.map(|&e| self.shapes[e].as_slice()).unwrap_or(&[]);
+        if let Some(chain) = &step.chain {
+            return Some(StepSummary {
+                name: &chain.label,
+                op: &node.op,
+                macs: chain.macs,
+                input: shape(step.inputs.first()),
+                weight: &[],
+                output: shape(Some(&chain.output)),
+            });
+        }
         Some(StepSummary {
-            name: step.label.as_deref().unwrap_or(&node.name),
+            name: &node.name,
             op: &node.op,
             macs,
             input: shape(step.inputs.first()),
@@ -602,7 +622,7 @@ impl Executor {
             self.release(self.plan.release_after[i][k]);
         }
         let n = &self.graph.nodes[node];
-        let name = self.steps[i].label.as_deref().unwrap_or(&n.name);
+        let name = self.steps[i].chain.as_ref().map_or(&n.name, |c| &c.label);
         result.map_err(|e| in_node(e, name, &n.op))
     }
 
