@@ -11,7 +11,7 @@
 //! would cost more than they save.
 //! `MXNET_INT8_CONV_CHAINS=0` turns chains off.
 
-use super::{ChainSummary, ConvChains, Step};
+use super::{entry_uses, weighted_macs, ChainSummary, ConvChains, Step};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::ops::quantized::{ChainMember, ConvChain, Source};
@@ -75,15 +75,7 @@ pub(super) fn form_chains(
         return Ok(0);
     };
     let image_bytes = |e: usize| shapes[e].iter().skip(1).product::<usize>() * dtypes[e].size();
-    let mut uses = vec![0usize; shapes.len()];
-    for st in steps.iter() {
-        for &e in &st.inputs {
-            uses[e] += 1;
-        }
-    }
-    for &h in heads {
-        uses[h] += 1;
-    }
+    let uses = entry_uses(steps, heads, shapes.len());
     let chainable = |st: &Step| st.op.as_row_conv().and_then(|r| r.row_facts());
     let mut runs: Vec<(usize, usize)> = Vec::new();
     let mut i = 0;
@@ -133,11 +125,7 @@ fn build(
     let output = members[count - 1].outputs[0];
     let macs = members
         .iter()
-        .map(|st| {
-            let out: usize = shapes[st.outputs[0]].iter().product();
-            let per_channel: usize = shapes[st.inputs[1]].iter().skip(1).product();
-            (out * per_channel) as u64
-        })
+        .map(|st| weighted_macs(shapes, st.inputs[1], st.outputs[0]))
         .sum();
     let mut chain_members = Vec::with_capacity(count);
     for (i, st) in members.into_iter().enumerate() {

@@ -7,7 +7,7 @@
 //! step's output entry directly. Entries that are graph outputs are never
 //! absorbed away, so every output keeps its value.
 
-use super::{in_node, Step, Value};
+use super::{entry_uses, in_node, Step, Value};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::graph::Graph;
@@ -24,15 +24,7 @@ pub(super) fn absorb_epilogues(
     dtypes: &[DType],
     heads: &[usize],
 ) -> Result<usize> {
-    let mut uses = vec![0usize; shapes.len()];
-    for st in steps.iter() {
-        for &e in &st.inputs {
-            uses[e] += 1;
-        }
-    }
-    for &h in heads {
-        uses[h] += 1;
-    }
+    let uses = entry_uses(steps, heads, shapes.len());
     let constants = |inputs: &[usize]| -> Vec<Option<&Tensor>> {
         inputs
             .iter()

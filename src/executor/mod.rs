@@ -483,11 +483,7 @@ impl Executor {
         let op = node.op.to_ascii_lowercase();
         let weighted = op.contains("conv") || op.contains("fully_connected");
         let macs = match (weighted, step.inputs.get(1), step.outputs.first()) {
-            (true, Some(&w), Some(&o)) => {
-                let out: usize = self.shapes[o].iter().product();
-                let per_channel: usize = self.shapes[w].iter().skip(1).product();
-                (out * per_channel) as u64
-            }
+            (true, Some(&w), Some(&o)) => weighted_macs(&self.shapes, w, o),
             _ => 0,
         };
         let shape = |e: Option<&usize>| e.map(|&e| self.shapes[e].as_slice()).unwrap_or(&[]);
@@ -681,6 +677,29 @@ impl Executor {
     pub fn entry(&self, node: usize, index: usize) -> usize {
         self.entry_base[node] + index
     }
+}
+
+/// Counts the readers of each of `entries` entries: step inputs and graph
+/// outputs (`heads`).
+fn entry_uses(steps: &[Step], heads: &[usize], entries: usize) -> Vec<usize> {
+    let mut uses = vec![0usize; entries];
+    for st in steps {
+        for &e in &st.inputs {
+            uses[e] += 1;
+        }
+    }
+    for &h in heads {
+        uses[h] += 1;
+    }
+    uses
+}
+
+/// Returns the multiply-adds of a convolution or fully connected layer:
+/// its output elements times the weight elements per output channel.
+fn weighted_macs(shapes: &[Shape], weight: usize, output: usize) -> u64 {
+    let out: usize = shapes[output].iter().product();
+    let per_channel: usize = shapes[weight].iter().skip(1).product();
+    (out * per_channel) as u64
 }
 
 /// Adds the node's name to errors that do not carry one.

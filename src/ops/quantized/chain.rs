@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
+use super::conv::quant_slice;
 use super::fused_conv::Quantized;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -215,7 +216,13 @@ impl Op for ConvChain {
             .iter()
             .zip(&plans)
             .map(|(m, p)| match p.residual.map(|s| m.inputs[s]) {
-                Some(Source::Input(k)) => quant_slice(inputs[k]).map(Some),
+                Some(Source::Input(k)) => quant_slice(inputs[k], |d| {
+                    Error::Runtime(format!(
+                        "node {:?}: residual dtype {d} is not supported",
+                        m.name
+                    ))
+                })
+                .map(Some),
                 Some(_) => Err(Error::Runtime(format!(
                     "node {:?}: the residual is not an input of the chain",
                     m.name
@@ -239,20 +246,6 @@ impl Op for ConvChain {
         run(&links, input, self.band_bytes, outputs[o].bytes_mut());
         Ok(())
     }
-}
-
-/// Returns the elements of an int8, uint8 or int32 tensor.
-fn quant_slice(t: &Tensor) -> Result<QuantSlice<'_>> {
-    Ok(match t.dtype() {
-        DType::I8 => QuantSlice::I8(t.as_slice()?),
-        DType::U8 => QuantSlice::U8(t.as_slice()?),
-        DType::I32 => QuantSlice::I32(t.as_slice()?),
-        other => {
-            return Err(Error::Runtime(format!(
-                "residual dtype {other} is not supported"
-            )))
-        }
-    })
 }
 
 /// One member's plan and residual.

@@ -15,7 +15,7 @@ use super::common::{
 use super::conv_attrs::ConvParams;
 use super::layout::{to_channels_first, to_channels_last, to_channels_last_into, with_scratch};
 use crate::dtype::DType;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::kernels::int8::conv::{conv, ConvGeometry, PackedConvWeights};
 use crate::kernels::int8::elem::{OutputElem, QuantElem, QuantSlice};
 use crate::kernels::int8::output::{OutputStage, PerChannel};
@@ -109,7 +109,9 @@ pub(super) fn run_conv(
     };
     let res_slice = match (&residual_copy, residual) {
         (Some(copy), _) => Some(copy.slice()),
-        (None, Some(r)) => Some(quant_slice(id, r)?),
+        (None, Some(r)) => Some(quant_slice(r, |d| {
+            id.dtype_err(format!("residual dtype {d} is not supported"))
+        })?),
         (None, None) => None,
     };
     with_quant_type!(data.dtype(), id, X => {
@@ -133,13 +135,17 @@ pub(super) fn run_conv(
     Ok(())
 }
 
-/// Returns the elements of an int8, uint8 or int32 tensor.
-fn quant_slice<'a>(id: &Ident, t: &'a Tensor) -> Result<QuantSlice<'a>> {
+/// Returns the elements of an int8, uint8 or int32 tensor, or the error
+/// `unsupported` makes from any other dtype.
+pub(super) fn quant_slice(
+    t: &Tensor,
+    unsupported: impl FnOnce(DType) -> Error,
+) -> Result<QuantSlice<'_>> {
     Ok(match t.dtype() {
         DType::I8 => QuantSlice::I8(t.as_slice()?),
         DType::U8 => QuantSlice::U8(t.as_slice()?),
         DType::I32 => QuantSlice::I32(t.as_slice()?),
-        other => return Err(id.dtype_err(format!("residual dtype {other} is not supported"))),
+        other => return Err(unsupported(other)),
     })
 }
 

@@ -27,7 +27,7 @@ use std::arch::x86_64::*;
 use rayon::prelude::*;
 
 use super::pack::{DepthwiseVnniWeights, DEPTHWISE_CHUNK};
-use super::stage::{lane_quantize, LaneForm, StagePlan};
+use super::stage::{lane_quantize, pack_bytes, LaneForm, StagePlan};
 use super::{store_tile, SyncPtr};
 use crate::kernels::int8::conv::ConvGeometry;
 use crate::kernels::int8::isa::Isa;
@@ -116,14 +116,7 @@ macro_rules! stage_bytes {
             };
             q[k] = lane_quantize!(acc[k], bias, scale, form);
         }
-        let low = _mm512_packs_epi32(q[0], q[1]);
-        let high = _mm512_packs_epi32(q[2], q[3]);
-        let bytes = if form.unsigned {
-            _mm512_packus_epi16(low, high)
-        } else {
-            _mm512_packs_epi16(low, high)
-        };
-        _mm512_shuffle_epi8(bytes, $order)
+        _mm512_shuffle_epi8(pack_bytes(q, form.unsigned), $order)
     }};
 }
 

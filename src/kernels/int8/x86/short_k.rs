@@ -20,7 +20,7 @@ use std::arch::x86_64::*;
 use rayon::prelude::*;
 
 use super::amx::AmxWeights;
-use super::stage::{lane_quantize, param_vector, LaneForm, StagePlan};
+use super::stage::{lane_quantize, pack_channels, param_vector, LaneForm, StagePlan};
 use super::SyncPtr;
 
 /// Most output channels of one tile column: 4 vectors of 16.
@@ -101,8 +101,6 @@ unsafe fn tile<const MR: usize, const NV: usize>(
             }
         }
     }
-    // After the packs, 32-bit word `4·l + j` contains channels `16·j + 4·l ..`.
-    let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
     let mask = if NV == 4 {
         u64::MAX
     } else {
@@ -113,17 +111,11 @@ unsafe fn tile<const MR: usize, const NV: usize>(
         for v in 0..NV {
             q[v] = lane_quantize!(row[v], column.bias[v], column.scale[v], form);
         }
+        // Vectors past NV only fill bytes that the masked store skips.
         for v in NV..4 {
-            q[v] = q[NV - 1];
+            q[v] = q[v % NV];
         }
-        let low = _mm512_packs_epi32(q[0], q[1]);
-        let high = _mm512_packs_epi32(q[2], q[3]);
-        let bytes = if form.unsigned {
-            _mm512_packus_epi16(low, high)
-        } else {
-            _mm512_packs_epi16(low, high)
-        };
-        let ordered = _mm512_permutexvar_epi32(order, bytes);
+        let ordered = pack_channels(q, form.unsigned);
         // SAFETY: the caller guarantees the pixel's `16·NV` output bytes.
         unsafe { _mm512_mask_storeu_epi8(out.add(m * out_stride).cast(), mask, ordered) };
     }

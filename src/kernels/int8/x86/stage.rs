@@ -411,10 +411,6 @@ unsafe fn rows_of_bytes_avx512<const V: usize>(
         bias[j] = param_vector(plan.bias, 0.0, channel + 16 * j);
         scale[j] = param_vector(plan.scale, 1.0, channel + 16 * j);
     }
-    // After the packs, 32-bit word `4·l + j` contains channels
-    // `16·j + 4·l ..` (lane `l` of vector `j`), and word `d` must contain
-    // channels `4·d ..`. The first `4·V` words of this order fit every V.
-    let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
     let sum = plan.sum.filter(|_| form.sum);
     let sum_scale = _mm512_set1_ps(sum.map_or(0.0, |(s, _)| s));
     for m in 0..rows {
@@ -437,26 +433,12 @@ unsafe fn rows_of_bytes_avx512<const V: usize>(
                 };
                 *q = lane_quantize!(a, bias[j], scale[j], form, residual);
             }
-            let (low, high) = match V {
-                4 => (
-                    _mm512_packs_epi32(q[0], q[1]),
-                    _mm512_packs_epi32(q[2], q[3]),
-                ),
-                2 => {
-                    let w = _mm512_packs_epi32(q[0], q[1]);
-                    (w, w)
-                }
-                _ => {
-                    let w = _mm512_packs_epi32(q[0], q[0]);
-                    (w, w)
-                }
-            };
-            let bytes = if form.unsigned {
-                _mm512_packus_epi16(low, high)
-            } else {
-                _mm512_packs_epi16(low, high)
-            };
-            let ordered = _mm512_permutexvar_epi32(order, bytes);
+            // Vectors past V repeat the first ones, so the first `4·V`
+            // words of the result are the row's channels in order.
+            for j in V..4 {
+                q[j] = q[j % V];
+            }
+            let ordered = pack_channels(q, form.unsigned);
             let at = out.add(at);
             match V {
                 4 => _mm512_storeu_si512(at.cast(), ordered),
@@ -465,6 +447,31 @@ unsafe fn rows_of_bytes_avx512<const V: usize>(
             }
         }
     }
+}
+
+/// Narrows 4 vectors of int32 to 64 bytes with saturation (`vpackssdw`,
+/// then `vpackuswb` or `vpacksswb`). Lane `l` of vector `j` lands at byte
+/// `16·(l / 4) + 4·j + l % 4`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+pub(super) fn pack_bytes(q: [__m512i; 4], unsigned: bool) -> __m512i {
+    let low = _mm512_packs_epi32(q[0], q[1]);
+    let high = _mm512_packs_epi32(q[2], q[3]);
+    if unsigned {
+        _mm512_packus_epi16(low, high)
+    } else {
+        _mm512_packs_epi16(low, high)
+    }
+}
+
+/// Narrows 4 vectors of 16 channels each to 64 bytes in channel order:
+/// [`pack_bytes`], then one `vpermd` that puts 32-bit word `4·l + j`
+/// (channels `16·j + 4·l ..`) back at word `4·j + l`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+pub(super) fn pack_channels(q: [__m512i; 4], unsigned: bool) -> __m512i {
+    let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    _mm512_permutexvar_epi32(order, pack_bytes(q, unsigned))
 }
 
 /// Returns the 16 values of a stage parameter from channel `at` on, or
