@@ -36,15 +36,15 @@ pub struct BindSpec {
     /// Runs every operator as its own step, absorbing none into the step
     /// before it, so a monitor receives every entry.
     pub keep_all_steps: bool,
-    /// Where consecutive convolutions run as one band-by-band step.
+    /// The policy for running consecutive convolutions as one band-by-band step.
     pub conv_chains: ConvChains,
 }
 
-/// Where the executor joins consecutive quantized convolutions into one
-/// step that computes each image band by band (see `chain`).
+/// The policy for joining consecutive quantized convolutions into one step
+/// that computes each image band by band (see `chain`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ConvChains {
-    /// Where an intermediate output of one image is large, unless
+    /// Chains where an intermediate output of one image is large, unless
     /// `MXNET_INT8_CONV_CHAINS=0`.
     #[default]
     Auto,
@@ -78,7 +78,7 @@ impl Value {
     }
 }
 
-/// What [`Executor::step_summary`] reports about one step.
+/// The facts [`Executor::step_summary`] reports about one step.
 pub struct StepSummary<'a> {
     pub name: &'a str,
     pub op: &'a str,
@@ -105,7 +105,7 @@ struct ChainSummary {
 /// One operator application in execution order.
 struct Step {
     node: usize,
-    /// What to report instead of the node's own facts (a chain of nodes).
+    /// The facts to report instead of the node's own (for a chain of nodes).
     chain: Option<ChainSummary>,
     op: Box<dyn Op>,
     inputs: Vec<usize>,

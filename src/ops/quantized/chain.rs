@@ -102,7 +102,7 @@ pub struct ChainMember {
 /// band. Built by the executor after binding; see the module documentation.
 pub struct ConvChain {
     members: Vec<ChainMember>,
-    /// Most bytes of intermediate rows one band holds (at least one row).
+    /// Maximum bytes of intermediate rows per band (at least one row).
     band_bytes: usize,
 }
 
@@ -278,8 +278,8 @@ impl Link<'_> {
         (rows.0 * s - p, (rows.1 - 1) * s - p + span + 1)
     }
 
-    /// Computes output rows `rows` (inside the image) of image `n` from
-    /// `src`, which holds input rows from `src_first` on, into `dst`.
+    /// Computes output rows `rows` (inside the image) of image `n` into
+    /// `dst`. `src` contains the input rows from row `src_first` on.
     fn run_rows(
         &self,
         n: usize,
@@ -293,6 +293,9 @@ impl Link<'_> {
         let in_row = self.in_row_bytes();
         let start = (lo - src_first) as usize * in_row;
         let len = (hi - lo) as usize * in_row;
+
+        // The same convolution on these rows of one image, with the height
+        // padding already in `src` as rows of zeros.
         let sub = ConvGeometry {
             batch: 1,
             input: [1, (hi - lo) as usize, g.input[2]],
@@ -300,6 +303,7 @@ impl Link<'_> {
             pad: [0, 0, g.pad[2]],
             ..*g
         };
+
         let out_row = self.out_row_bytes();
         let first = (n * g.output[1] + rows.0) * out_row;
         let span = first..first + (rows.1 - rows.0) * out_row;
@@ -308,6 +312,7 @@ impl Link<'_> {
             QuantSlice::U8(s) => QuantSlice::U8(&s[span.clone()]),
             QuantSlice::I32(s) => QuantSlice::I32(&s[span.clone()]),
         });
+
         let src = &src[start..start + len];
         let (w, st) = (&self.plan.weights.packed, &*self.plan.stage);
         use bytemuck::{cast_slice, cast_slice_mut};
@@ -426,10 +431,10 @@ fn run_part(
     }
 }
 
-/// Makes `buffer` hold rows `need` of `link`'s output: keeps the rows it
-/// already holds from `need.0` on, moved to the front, and computes the
-/// others from `src` (input rows from `src.1` on). Rows outside the image
-/// are quantized zeros.
+/// Fills `buffer` with rows `need` of `link`'s output. Rows it already
+/// contains from `need.0` on move to the front, and the others are computed
+/// from `src` (input rows from `src.1` on). Rows outside the image are
+/// quantized zeros.
 fn fill_rows(
     link: &Link,
     n: usize,

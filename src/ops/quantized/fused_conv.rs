@@ -589,7 +589,8 @@ impl RowConv for FusedConv {
     }
 }
 
-/// What one forward pass computes with; see [`FusedConv::prepare_forward`].
+/// The inputs of one forward pass's kernel call; see
+/// [`FusedConv::prepare_forward`].
 struct Prepared {
     geom: ConvGeometry,
     quantized: Arc<Quantized>,

@@ -354,11 +354,10 @@ const WIDE_PIXELS: usize = 64;
 /// `data + m·stride`) by the 32 output channels of pair `pair`, whose
 /// weights are one chunk, storing int32 row `m` at `out + m·TILE_ROW`.
 ///
-/// The weight tiles load once. The 4 groups of 16 pixels alternate between
-/// two sets of data and accumulator tiles, so each group's products run
-/// while the group before stores its results: tile registers are not
-/// renamed, so with one set every group would wait for the last one's
-/// stores.
+/// The weight tiles load once. Tile registers are not renamed, so with one
+/// set of data and accumulator tiles each group of 16 pixels would wait
+/// for the previous group's stores. The 4 groups alternate between two
+/// sets, so that one group's products can run while the other stores.
 ///
 /// # Safety
 /// The tiles must be configured by [`TileConfig::for_chunk`] for the
@@ -375,10 +374,12 @@ unsafe fn wide_block<const SIGNED: bool>(
     let b0 = weights.pair_ptr(pair);
     // SAFETY: the pair's second tile follows its first.
     let b1 = unsafe { b0.add(weights.tile_bytes()) };
+
     // SAFETY (pointer arithmetic): pixels 16, 32 and 48 are inside the
     // block, and the rows of 16 pixels of results inside `out`.
     let a = |g: usize| unsafe { data.add(16 * g * stride) };
     let c = |g: usize| unsafe { out.add(16 * g * TILE_ROW) };
+
     macro_rules! wide {
         ($op:literal) => {
             asm!(

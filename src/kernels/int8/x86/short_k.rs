@@ -247,7 +247,7 @@ pub(super) unsafe fn run(
             let p0 = t * mr;
             let rows = (pixels - p0).min(mr);
             // SAFETY: the tile's `rows` pixels lie inside the input, and
-            // `staged` holds 24 rows.
+            // `staged` has 24 rows.
             unsafe {
                 stage_pixels(
                     input[p0 * k..].as_ptr(),
@@ -260,9 +260,9 @@ pub(super) unsafe fn run(
             };
             for (c, column) in columns.iter().enumerate() {
                 let width = (n - c * COLUMN).min(COLUMN) / 16;
-                // SAFETY: `staged` has `mr` rows; each column's weight
-                // pointers have `steps` vectors; the job owns the output
-                // bytes of its pixels, `width·16` from channel `c·64` on.
+                // SAFETY: `staged` has `mr` rows and each weight pointer
+                // `steps` vectors. The job owns its pixels' output bytes,
+                // `width·16` of them from channel `c·64` on.
                 unsafe {
                     select(mr, width)(
                         staged.as_ptr(),

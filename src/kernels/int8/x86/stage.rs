@@ -229,12 +229,12 @@ impl<'a> StagePlan<'a> {
         })
     }
 
-    /// The bias as loaded into vectors.
+    /// Returns the bias in the form vectors load it.
     pub(super) fn bias_param(&self) -> Param<'a> {
         self.bias
     }
 
-    /// The scale as loaded into vectors.
+    /// Returns the scale in the form vectors load it.
     pub(super) fn scale_param(&self) -> Param<'a> {
         self.scale
     }
