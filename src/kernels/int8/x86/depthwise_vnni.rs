@@ -366,15 +366,15 @@ unsafe fn column_taps(
 /// One unit of parallel work: output rows `rows` of output plane `plane`
 /// (image and depth position, flattened), chunks `chunks`.
 #[derive(Clone, Copy)]
-struct Job {
-    plane: usize,
-    rows: (usize, usize),
-    chunks: (usize, usize),
+pub(super) struct Job {
+    pub plane: usize,
+    pub rows: (usize, usize),
+    pub chunks: (usize, usize),
 }
 
 /// Splits the work into about 4 jobs per thread: output planes first, then
 /// bands of output rows, then chunks.
-fn plan_jobs(geom: &ConvGeometry, chunks: usize) -> Vec<Job> {
+pub(super) fn plan_jobs(geom: &ConvGeometry, chunks: usize) -> Vec<Job> {
     let planes = geom.batch * geom.output[0];
     let height = geom.output[1];
     let target = crate::kernels::int8::jobs::target();
@@ -399,8 +399,13 @@ fn plan_jobs(geom: &ConvGeometry, chunks: usize) -> Vec<Job> {
 
 /// Fills `rows` with the input rows that output row `y` reads: one per
 /// (depth tap, height tap), null for a row of padding.
-fn tap_rows(layer: &Layer, plane: usize, y: usize, rows: &mut Vec<*const u8>) {
-    let geom = layer.geom;
+pub(super) fn tap_rows(
+    geom: &ConvGeometry,
+    input: &[u8],
+    plane: usize,
+    y: usize,
+    rows: &mut Vec<*const u8>,
+) {
     let [id, ih, iw] = geom.input;
     let (n, z) = (plane / geom.output[0], plane % geom.output[0]);
     let row_bytes = iw * geom.in_channels;
@@ -412,7 +417,7 @@ fn tap_rows(layer: &Layer, plane: usize, y: usize, rows: &mut Vec<*const u8>) {
             rows.push(match (d, h) {
                 (Some(d), Some(h)) if d < id && h < ih => {
                     let r = (n * id + d) * ih + h;
-                    layer.input[r * row_bytes..(r + 1) * row_bytes].as_ptr()
+                    input[r * row_bytes..(r + 1) * row_bytes].as_ptr()
                 }
                 _ => std::ptr::null(),
             });
@@ -456,7 +461,7 @@ unsafe fn run_job(layer: &Layer, stages: &[ChunkStage], out: SyncPtr, job: &Job)
     let tiles = &TILES[usize::from(layer.signed)];
 
     for y in job.rows.0..job.rows.1 {
-        tap_rows(layer, job.plane, y, &mut rows);
+        tap_rows(geom, layer.input, job.plane, y, &mut rows);
         // Tap pointers of channel 0: the chunk's offset is added per tile.
         if inner_lo < inner_hi {
             // SAFETY: every tap of column `inner_lo` lies inside the row.

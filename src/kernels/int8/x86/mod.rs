@@ -10,6 +10,7 @@
 mod amx;
 mod amx_gather;
 mod depthwise;
+mod depthwise_stacked;
 mod depthwise_vnni;
 mod implicit_gemm;
 mod madd;
@@ -28,7 +29,9 @@ use std::sync::OnceLock;
 
 use self::amx::{AmxWeights, Rows};
 use self::implicit_gemm::{DataCopy, Tiling};
-use self::pack::{DepthwiseVnniWeights, DepthwiseWeights, Encoding, PanelShape, Panels};
+use self::pack::{
+    DepthwiseVnniWeights, DepthwiseWeights, Encoding, PanelShape, Panels, StackedDepthwiseWeights,
+};
 use self::stage::{OutKind, StagePlan};
 use super::conv::{ConvGeometry, PackedConvWeights};
 use super::elem::{OutputElem, QuantElem, QuantSlice};
@@ -132,6 +135,13 @@ enum ConvLayout {
     Panels(Panels),
     Depthwise(DepthwiseWeights),
     DepthwiseVnni(DepthwiseVnniWeights),
+    /// Depthwise with kernel rows stacked in the lanes' bytes, on the AMX
+    /// tier (whose CPUs have AVX-512 VBMI), for the layers it applies to;
+    /// the VNNI layout for the others.
+    DepthwiseStacked {
+        stacked: StackedDepthwiseWeights,
+        vnni: DepthwiseVnniWeights,
+    },
     /// AMX tiles: on the AMX tier, every convolution with one group that
     /// is not depthwise and is not a multi-tap layer of fewer than 4 input
     /// channels. A 1x1 layer also has VNNI panels for calls with fewer than
@@ -157,6 +167,7 @@ impl std::fmt::Debug for ConvPack {
             ConvLayout::Panels(_) => "panels",
             ConvLayout::Depthwise(_) => "depthwise",
             ConvLayout::DepthwiseVnni(_) => "depthwise vnni",
+            ConvLayout::DepthwiseStacked { .. } => "depthwise stacked",
             ConvLayout::Tiles { .. } => "tiles",
         };
         write!(f, "ConvPack({}, {kind}, {} groups)", self.isa, self.groups)
@@ -210,12 +221,26 @@ impl ConvPack {
                 panels: (taps == 1).then(panels),
             }
         } else if depthwise && isa >= Isa::Avx512Vnni {
-            ConvLayout::DepthwiseVnni(DepthwiseVnniWeights::build(
+            let vnni = DepthwiseVnniWeights::build(
                 weights.reference_data(),
                 weights.channel_sums(),
                 out_channels,
                 weights.kernel(),
-            ))
+            );
+            let stacked = (isa == Isa::Amx && depthwise_stacked::supported())
+                .then(|| {
+                    StackedDepthwiseWeights::build(
+                        weights.reference_data(),
+                        weights.channel_sums(),
+                        out_channels,
+                        weights.kernel(),
+                    )
+                })
+                .flatten();
+            match stacked {
+                Some(stacked) => ConvLayout::DepthwiseStacked { stacked, vnni },
+                None => ConvLayout::DepthwiseVnni(vnni),
+            }
         } else if depthwise {
             let block = if isa >= Isa::Avx512Bw { 32 } else { 16 };
             ConvLayout::Depthwise(DepthwiseWeights::build(
@@ -419,6 +444,24 @@ pub fn conv<X: QuantElem, O: OutputElem>(
             // SAFETY: as above; `ConvPack::new` builds this layout only for
             // the AVX-512 VNNI tier.
             unsafe { depthwise_vnni::run(pack.isa, geom, bytes, signed, weights, &plan, out) };
+        }
+        ConvLayout::DepthwiseStacked { stacked, vnni } => {
+            assert_eq!(
+                (stacked.channels, stacked.kernel, geom.in_channels),
+                (geom.out_channels, geom.kernel, geom.out_channels),
+                "conv: depthwise weights do not match the geometry"
+            );
+            // SAFETY: as above; `ConvPack::new` builds this layout only on
+            // the AMX tier of a CPU with VBMI, and `applies` checks the
+            // geometry and that the stage stores bytes.
+            match depthwise_stacked::applies(geom, &plan) {
+                Some(form) => unsafe {
+                    depthwise_stacked::run(geom, bytes, signed, stacked, &plan, form, out)
+                },
+                None => unsafe {
+                    depthwise_vnni::run(pack.isa, geom, bytes, signed, vnni, &plan, out)
+                },
+            }
         }
     }
     true

@@ -27,7 +27,7 @@ pub(super) const STEP_CHANNELS: usize = 4;
 /// 512-bit loads never split a line.
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 #[repr(C, align(64))]
-struct Line([u8; 64]);
+pub(super) struct Line(pub [u8; 64]);
 
 /// A zeroed buffer of cache lines written as int8 or int16 values.
 #[derive(Clone)]
@@ -391,9 +391,121 @@ impl DepthwiseVnniWeights {
     }
 }
 
+/// Channels of one group of the stacked depthwise layout: the int32 lanes
+/// of one 512-bit vector.
+pub(super) const STACK_GROUP: usize = 16;
+
+/// Kernel rows whose taps one lane of the stacked depthwise layout adds.
+pub(super) const STACK_ROWS: usize = 4;
+
+/// Depthwise weights of a 2D kernel of at most 3 rows for data whose lanes
+/// hold one channel from 4 consecutive input rows (see `depthwise_stacked`).
+///
+/// For each group of 16 channels and width tap `kw`, one vector holds at
+/// byte `4i + kh` the weight of channel `16·group + i` at kernel row `kh` and
+/// width tap `kw`, and 0 past the last channel or row. A shifted copy holds
+/// kernel row `kh` at byte `4i + kh + 1`: with it, a stack of the rows that
+/// two adjacent output rows read serves the second row. Vectors are ordered
+/// group, width tap.
+#[derive(Clone)]
+pub(super) struct StackedDepthwiseWeights {
+    pub channels: usize,
+    pub kernel: [usize; 3],
+    lines: Lines,
+    shifted: Lines,
+    /// Sum of each channel's weights.
+    sums: Vec<i32>,
+}
+
+impl StackedDepthwiseWeights {
+    /// Packs `weights` laid out `[channel][kh][kw]`; `sums[c]` is the sum of
+    /// channel `c`'s weights. Returns `None` for a 3D kernel or one of more
+    /// than 3 rows.
+    pub(super) fn build(
+        weights: &[i8],
+        sums: &[i32],
+        channels: usize,
+        kernel: [usize; 3],
+    ) -> Option<Self> {
+        let [depth, rows, width] = kernel;
+        if depth != 1 || rows >= STACK_ROWS {
+            return None;
+        }
+        assert_eq!(
+            weights.len(),
+            channels * rows * width,
+            "depthwise packing: weight count does not match the shape"
+        );
+        assert_eq!(
+            sums.len(),
+            channels,
+            "depthwise packing: one weight sum per channel expected"
+        );
+        let pack = |shift: usize| {
+            let groups = channels.div_ceil(STACK_GROUP);
+            let mut lines = Lines::zeroed(groups * width * 64);
+            for c in 0..channels {
+                let (group, i) = (c / STACK_GROUP, c % STACK_GROUP);
+                for row in 0..rows {
+                    for kw in 0..width {
+                        let vector = group * width + kw;
+                        let value = weights[(c * rows + row) * width + kw];
+                        lines.set_i8(vector * 64 + STACK_ROWS * i + row + shift, value);
+                    }
+                }
+            }
+            lines
+        };
+        Some(StackedDepthwiseWeights {
+            channels,
+            kernel,
+            lines: pack(0),
+            shifted: pack(1),
+            sums: sums.to_vec(),
+        })
+    }
+
+    /// Sum of channel `c`'s weights.
+    pub(super) fn sum(&self, c: usize) -> i32 {
+        self.sums[c]
+    }
+
+    /// First of the kernel width's weight vectors of group `group`, of the
+    /// shifted copy if `shifted`.
+    pub(super) fn group_ptr(&self, group: usize, shifted: bool) -> *const u8 {
+        assert!(
+            group <= self.channels.div_ceil(STACK_GROUP),
+            "stacked depthwise weights: group {group} out of range"
+        );
+        let lines = if shifted { &self.shifted } else { &self.lines };
+        // SAFETY: groups up to the count (one past the end) stay inside
+        // or at the end of the buffer.
+        unsafe { lines.as_ptr().add(group * self.kernel[2] * 64) }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stacked_depthwise_rows_and_shift() {
+        // 17 channels (a second group of one), 3x2 kernel: weight of
+        // channel c, row r, column k is 6c + 2r + k (mod 128).
+        let w: Vec<i8> = (0..17 * 6).map(|i| i as i8).collect();
+        let p = StackedDepthwiseWeights::build(&w, &[0; 17], 17, [1, 3, 2]).expect("3 rows");
+        let vector = |group: usize, shifted: bool, kw: usize| {
+            // SAFETY: each group has 2 vectors of 64 bytes.
+            unsafe { std::slice::from_raw_parts(p.group_ptr(group, shifted).add(64 * kw), 64) }
+        };
+        assert_eq!(&vector(0, false, 0)[..8], &[0, 2, 4, 0, 6, 8, 10, 0]);
+        assert_eq!(&vector(0, false, 1)[..4], &[1, 3, 5, 0]);
+        assert_eq!(&vector(0, true, 0)[..8], &[0, 0, 2, 4, 0, 6, 8, 10]);
+        assert_eq!(&vector(1, false, 1)[..8], &[97, 99, 101, 0, 0, 0, 0, 0]);
+        assert!(vector(1, true, 0)[8..].iter().all(|&b| b == 0));
+        assert!(StackedDepthwiseWeights::build(&[0; 16], &[0], 1, [1, 4, 4]).is_none());
+        assert!(StackedDepthwiseWeights::build(&[0; 18], &[0, 0], 2, [3, 3, 1]).is_none());
+    }
 
     #[test]
     fn panel_layout_and_corrections() {

@@ -462,14 +462,14 @@ fn depthwise_wide_rows_match_reference() {
     // leftover pixels inside the row and both borders.
     let mut rng = Rng(11);
     let mut case = 0;
-    for channels in [1, 2, 8, 16, 32, 64, 96] {
+    for channels in [1, 2, 8, 16, 17, 32, 64, 96, 144] {
         for (stride, width) in [(1, 70 + rng.range(0, 60)), (2, 41)] {
             let geom = geometry(
                 1,
                 channels,
                 channels,
                 channels,
-                [1, 3, width],
+                [1, 9 + rng.range(0, 10), width],
                 [1, 3, 3],
                 [1, 1, stride],
                 [1, 1, 1],
@@ -527,6 +527,14 @@ fn depthwise_uses_vnni_layout() {
     assert!(matches!(pack.layout, ConvLayout::DepthwiseVnni(_)));
     let pack = ConvPack::new(Isa::Avx512Bw, &w, 2).expect("AVX-512 BW runs here");
     assert!(matches!(pack.layout, ConvLayout::Depthwise(_)));
+    if isa::detected() == Isa::Amx {
+        // Stacked rows for kernels of at most 3 rows, VNNI for the others.
+        let pack = ConvPack::new(Isa::Amx, &w, 2).expect("AMX runs here");
+        assert!(matches!(pack.layout, ConvLayout::DepthwiseStacked { .. }));
+        let w = PackedConvWeights::pack(&[1; 50], 2, 1, [1, 5, 5]);
+        let pack = ConvPack::new(Isa::Amx, &w, 2).expect("AMX runs here");
+        assert!(matches!(pack.layout, ConvLayout::DepthwiseVnni(_)));
+    }
 }
 
 #[test]
