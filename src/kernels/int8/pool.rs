@@ -150,6 +150,10 @@ pub fn max_pool_channels_last<T: QuantElem + Ord>(
         });
 }
 
+/// Windows of at most this many int8 or uint8 values sum in int32 without
+/// overflow (255 · 2^23 < 2^31); wider types and windows sum in int64.
+const NARROW_WINDOW: usize = 1 << 23;
+
 /// Average pooling on channels-last data, as [`max_pool_channels_last`];
 /// the same results as [`avg_pool`] on the channels-first tensor.
 pub fn avg_pool_channels_last<T: QuantElem>(
@@ -177,14 +181,33 @@ pub fn avg_pool_channels_last<T: QuantElem>(
             let img = &input[image * ih * iw * channels..(image + 1) * ih * iw * channels];
             let ((py0, py1), (y0, y1)) = bounds(y, 0, g);
             let mut sums = vec![0i64; channels];
+            let mut narrow = vec![0i32; channels];
             for (x, px) in out.chunks_mut(channels).enumerate() {
                 let ((px0, px1), (x0, x1)) = bounds(x, 1, g);
-                sums.fill(0);
-                for yy in y0..y1 {
-                    for xx in x0..x1 {
-                        let at = (yy * iw + xx) * channels;
-                        for (sum, &v) in sums.iter_mut().zip(&img[at..at + channels]) {
-                            *sum += v.to_i32() as i64;
+                let window = y1.saturating_sub(y0) * x1.saturating_sub(x0);
+                if T::HIGHEST <= 255.0 && window <= NARROW_WINDOW {
+                    // int32 sums vectorize; they cannot overflow here, and
+                    // their f32 conversion equals the int64 one.
+                    narrow.fill(0);
+                    for yy in y0..y1 {
+                        for xx in x0..x1 {
+                            let at = (yy * iw + xx) * channels;
+                            for (sum, &v) in narrow.iter_mut().zip(&img[at..at + channels]) {
+                                *sum += v.to_i32();
+                            }
+                        }
+                    }
+                    for (wide, &sum) in sums.iter_mut().zip(&narrow) {
+                        *wide = sum as i64;
+                    }
+                } else {
+                    sums.fill(0);
+                    for yy in y0..y1 {
+                        for xx in x0..x1 {
+                            let at = (yy * iw + xx) * channels;
+                            for (sum, &v) in sums.iter_mut().zip(&img[at..at + channels]) {
+                                *sum += v.to_i32() as i64;
+                            }
                         }
                     }
                 }

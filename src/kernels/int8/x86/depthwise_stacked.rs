@@ -345,17 +345,34 @@ unsafe fn store_bytes<
         in_int32: I32,
     };
     let zero = _mm512_setzero_si512();
-    for p in 0..pixels {
+    // When a pixel's channels are whole groups and the next pixel follows
+    // them (one chunk of 16 or 32 channels), one vector holds 4 / G pixels.
+    let run = if sink.step == G * STACK_GROUP && sink.mask == byte_mask(G * STACK_GROUP) {
+        CHUNK_GROUPS / G
+    } else {
+        1
+    };
+    let mut p = 0;
+    while p < pixels {
+        let count = run.min(pixels - p);
         let mut q = [zero; CHUNK_GROUPS];
-        for g in 0..G {
-            // SAFETY (all loads and the store): guaranteed by the caller.
-            let stage = unsafe { &*sink.stage.add(g) };
-            let bias = unsafe { _mm512_load_ps(stage.bias.as_ptr()) };
-            let scale = unsafe { _mm512_load_ps(stage.scale.as_ptr()) };
-            q[g] = lane_quantize!(acc[p * G + g], bias, scale, form);
+        for k in 0..count {
+            for g in 0..G {
+                // SAFETY (all loads and the store): guaranteed by the caller.
+                let stage = unsafe { &*sink.stage.add(g) };
+                let bias = unsafe { _mm512_load_ps(stage.bias.as_ptr()) };
+                let scale = unsafe { _mm512_load_ps(stage.scale.as_ptr()) };
+                q[k * G + g] = lane_quantize!(acc[(p + k) * G + g], bias, scale, form);
+            }
         }
         let bytes = pack_channels(q, U);
-        unsafe { _mm512_mask_storeu_epi8(sink.out.add(p * sink.step).cast(), sink.mask, bytes) };
+        let mask = if run > 1 {
+            byte_mask(count * G * STACK_GROUP)
+        } else {
+            sink.mask
+        };
+        unsafe { _mm512_mask_storeu_epi8(sink.out.add(p * sink.step).cast(), mask, bytes) };
+        p += count;
     }
 }
 
