@@ -227,18 +227,16 @@ impl ConvPack {
                 out_channels,
                 weights.kernel(),
             );
-            let stacked = (isa == Isa::Amx
-                && depthwise_stacked::supported()
-                && std::env::var("DW_OLD").is_err())
-            .then(|| {
-                StackedDepthwiseWeights::build(
-                    weights.reference_data(),
-                    weights.channel_sums(),
-                    out_channels,
-                    weights.kernel(),
-                )
-            })
-            .flatten();
+            let stacked = (isa == Isa::Amx && depthwise_stacked::supported())
+                .then(|| {
+                    StackedDepthwiseWeights::build(
+                        weights.reference_data(),
+                        weights.channel_sums(),
+                        out_channels,
+                        weights.kernel(),
+                    )
+                })
+                .flatten();
             match stacked {
                 Some(stacked) => ConvLayout::DepthwiseStacked { stacked, vnni },
                 None => ConvLayout::DepthwiseVnni(vnni),
