@@ -88,37 +88,56 @@ pub(super) fn write_padded<T: Copy + Send + Sync>(
     convert: impl Fn(u8) -> T + Sync,
 ) {
     let c = geom.in_channels;
-    let [_, ph, pw] = padded.input;
-    let row = pw * c;
-    // One task per padded row (image, depth, height).
-    out.par_chunks_mut(row.max(1))
+    let row = (padded.input[2] * c).max(1);
+    // Bands of padded rows (image, depth, height), one per job.
+    let rows = out.len() / row;
+    let band = rows.div_ceil(crate::kernels::int8::jobs::target()).max(1);
+    out.par_chunks_mut(row * band)
         .enumerate()
-        .for_each(|(r, dst)| {
-            let h = r % ph;
-            let d = (r / ph) % padded.input[0];
-            let n = r / (ph * padded.input[0]);
-            let (sd, sh) = (
-                d as isize - geom.pad[0] as isize,
-                h as isize - geom.pad[1] as isize,
-            );
-            let inside = (0..geom.input[0] as isize).contains(&sd)
-                && (0..geom.input[1] as isize).contains(&sh);
-            if !inside {
-                dst.fill(fill);
-                return;
+        .for_each(|(b, rows)| {
+            for (i, dst) in rows.chunks_mut(row).enumerate() {
+                write_padded_row(input, geom, padded, b * band + i, dst, fill, &convert);
             }
-            let first = geom.pad[2] * c;
-            let width = geom.input[2] * c;
-            let at = ((n * geom.input[0] + sd as usize) * geom.input[1] + sh as usize) * width;
-            dst[..first].fill(fill);
-            for (d, &b) in dst[first..first + width]
-                .iter_mut()
-                .zip(&input[at..at + width])
-            {
-                *d = convert(b);
-            }
-            dst[first + width..].fill(fill);
         });
+}
+
+/// Writes padded row `r` (image, depth and height flattened) of
+/// [`write_padded`] to `dst`.
+fn write_padded_row<T: Copy>(
+    input: &[u8],
+    geom: &ConvGeometry,
+    padded: &ConvGeometry,
+    r: usize,
+    dst: &mut [T],
+    fill: T,
+    convert: &impl Fn(u8) -> T,
+) {
+    let c = geom.in_channels;
+    let ph = padded.input[1];
+    let h = r % ph;
+    let d = (r / ph) % padded.input[0];
+    let n = r / (ph * padded.input[0]);
+    let (sd, sh) = (
+        d as isize - geom.pad[0] as isize,
+        h as isize - geom.pad[1] as isize,
+    );
+    let inside =
+        (0..geom.input[0] as isize).contains(&sd) && (0..geom.input[1] as isize).contains(&sh);
+    if !inside {
+        dst.fill(fill);
+        return;
+    }
+    let first = geom.pad[2] * c;
+    let width = geom.input[2] * c;
+    let at = ((n * geom.input[0] + sd as usize) * geom.input[1] + sh as usize) * width;
+    dst[..first].fill(fill);
+    for (d, &b) in dst[first..first + width]
+        .iter_mut()
+        .zip(&input[at..at + width])
+    {
+        *d = convert(b);
+    }
+    dst[first + width..].fill(fill);
 }
 
 /// Runs `f` on this thread's buffer `buffer`, grown to at least `len`
@@ -444,18 +463,21 @@ pub(super) unsafe fn run(
     });
     let len = largest.input_len() + spare;
     // Each part: its first image, its images' input and its padded geometry.
-    let parts = (0..geom.batch).step_by(per_copy).map(|first| {
-        let batch = per_copy.min(geom.batch - first);
-        let part = ConvGeometry { batch, ..*geom };
-        (first, &input[first * in_len..][..batch * in_len], part)
-    });
-    match copy {
-        // SAFETY: forwarded from the caller.
-        DataCopy::InPlace => unsafe { run_on(&call, geom, input, 1, 0, 0) },
-        DataCopy::Bytes => with_buffer(&PADDED, len, |buffer| {
-            for (first, src, part) in parts {
-                let padded = padded_geometry(&part);
-                let copy_len = padded.input_len();
+    let parts: Vec<(usize, &[u8], ConvGeometry)> = (0..geom.batch)
+        .step_by(per_copy)
+        .map(|first| {
+            let batch = per_copy.min(geom.batch - first);
+            let part = ConvGeometry { batch, ..*geom };
+            (first, &input[first * in_len..][..batch * in_len], part)
+        })
+        .collect();
+    // Copies the part's input with its padding, then convolves it.
+    let run_part = |&(first, src, part): &(usize, &[u8], ConvGeometry)| {
+        let padded = padded_geometry(&part);
+        let copy_len = padded.input_len();
+        match copy {
+            DataCopy::InPlace => unreachable!("in-place data is not copied"),
+            DataCopy::Bytes => with_buffer(&PADDED, len, |buffer| {
                 let copy = &mut buffer[..copy_len];
                 if signed {
                     write_padded(src, &part, &padded, copy, 0x80, |b| b ^ 0x80);
@@ -469,12 +491,8 @@ pub(super) unsafe fn run(
                 // shifted to uint8 when `signed`, as the kernel for
                 // `signed` expects it.
                 unsafe { run_on(&call, &padded, data, 1, zero, first * out_pixels) };
-            }
-        }),
-        DataCopy::Widened => with_buffer(&WIDENED, len, |buffer| {
-            for (first, src, part) in parts {
-                let padded = padded_geometry(&part);
-                let copy_len = padded.input_len();
+            }),
+            DataCopy::Widened => with_buffer(&WIDENED, len, |buffer| {
                 let copy = &mut buffer[..copy_len];
                 if signed {
                     write_padded(src, &part, &padded, copy, 0, |b| b as i8 as i16);
@@ -486,8 +504,22 @@ pub(super) unsafe fn run(
                 // convolution input of images `first..` for `padded`, 2
                 // bytes per element.
                 unsafe { run_on(&call, &padded, data, 2, 0, first * out_pixels) };
-            }
-        }),
+            }),
+        }
+    };
+    if copy == DataCopy::InPlace {
+        // SAFETY: forwarded from the caller.
+        unsafe { run_on(&call, geom, input, 1, 0, 0) };
+    } else if parts.len() > 1 && parts.len() >= crate::kernels::int8::jobs::target() {
+        // Enough parts for every job: each job copies and convolves whole
+        // parts on its own thread, with no fork and join per part (an RGB
+        // stem at batch 16 took 3.1 ms on 2 threads this way and 2.5 ms on
+        // one thread part by part).
+        parts
+            .par_iter()
+            .for_each(|part| crate::kernels::int8::jobs::serially(|| run_part(part)));
+    } else {
+        parts.iter().for_each(run_part);
     }
 }
 

@@ -321,11 +321,7 @@ pub(super) unsafe fn store_tile_avx512(
             } else {
                 16
             };
-            let rows_of = match width {
-                64 => rows_of_bytes_avx512::<4>,
-                32 => rows_of_bytes_avx512::<2>,
-                _ => rows_of_bytes_avx512::<1>,
-            };
+            let rows_of = rows_of_bytes_fn(width / 16, form);
             // SAFETY: forwarded from the caller, for channels
             // `done..done + width`.
             unsafe {
@@ -394,7 +390,13 @@ pub(super) unsafe fn store_tile_avx512(
 /// its lane form and int8 or uint8 outputs.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl")]
-unsafe fn rows_of_bytes_avx512<const V: usize>(
+unsafe fn rows_of_bytes_avx512<
+    const V: usize,
+    const U: bool,
+    const A: u8,
+    const S: bool,
+    const P: bool,
+>(
     plan: &StagePlan,
     form: LaneForm,
     acc: *const i32,
@@ -405,6 +407,14 @@ unsafe fn rows_of_bytes_avx512<const V: usize>(
     out_stride: usize,
     out: *mut u8,
 ) {
+    // The form's fields as constants, so no vector branches on them.
+    let form = LaneForm {
+        unsigned: U,
+        act: A,
+        sum: S,
+        post_relu: P,
+        ..form
+    };
     let mut bias = [_mm512_setzero_ps(); 4];
     let mut scale = [_mm512_setzero_ps(); 4];
     for j in 0..V {
@@ -446,6 +456,28 @@ unsafe fn rows_of_bytes_avx512<const V: usize>(
                 _ => _mm_storeu_si128(at.cast(), _mm512_castsi512_si128(ordered)),
             }
         }
+    }
+}
+
+type RowsOfBytes =
+    unsafe fn(&StagePlan, LaneForm, *const i32, usize, usize, usize, usize, usize, *mut u8);
+
+/// Returns [`rows_of_bytes_avx512`] for `vectors` (1, 2 or 4) vectors of
+/// channels and the constants of `form`.
+fn rows_of_bytes_fn(vectors: usize, form: LaneForm) -> RowsOfBytes {
+    fn one<const U: bool, const A: u8, const S: bool, const P: bool>() -> RowsOfBytes {
+        rows_of_bytes_avx512::<1, U, A, S, P>
+    }
+    fn two<const U: bool, const A: u8, const S: bool, const P: bool>() -> RowsOfBytes {
+        rows_of_bytes_avx512::<2, U, A, S, P>
+    }
+    fn four<const U: bool, const A: u8, const S: bool, const P: bool>() -> RowsOfBytes {
+        rows_of_bytes_avx512::<4, U, A, S, P>
+    }
+    match vectors {
+        4 => dispatch_form!(form, four, ()),
+        2 => dispatch_form!(form, two, ()),
+        _ => dispatch_form!(form, one, ()),
     }
 }
 
