@@ -34,7 +34,9 @@ use rayon::prelude::*;
 
 use super::depthwise_vnni::{plan_jobs, tap_rows, Job};
 use super::pack::{Line, StackedDepthwiseWeights, STACK_GROUP, STACK_ROWS};
-use super::stage::{lane_quantize, pack_channels, LaneForm, StagePlan};
+use super::stage::{
+    first_bytes, store_bytes_fns, ByteRows, LaneForm, StagePlan, StoreBytesFn, TileVectors,
+};
 use super::SyncPtr;
 use crate::kernels::int8::conv::ConvGeometry;
 
@@ -47,6 +49,7 @@ const CHUNK_GROUPS: usize = VECTOR / STACK_GROUP;
 
 /// Accumulators of the largest tile, and its largest pixel count.
 const TILE_ACCUMULATORS: usize = 16;
+
 const TILE_PIXELS: usize = 8;
 
 /// Output pixels of one block: its stack of one chunk takes at most
@@ -82,15 +85,6 @@ const STACK_ORDERS: [[u8; 64]; CHUNK_GROUPS] = {
 /// Bytes 2 and 3 of every int32 lane.
 const HIGH_PAIRS: __mmask64 = 0xCCCC_CCCC_CCCC_CCCC;
 
-/// Returns the mask of the first `count` (at most 64) bytes.
-fn byte_mask(count: usize) -> __mmask64 {
-    if count >= 64 {
-        u64::MAX
-    } else {
-        (1u64 << count) - 1
-    }
-}
-
 /// The fixed facts of one call.
 struct Layer<'a> {
     geom: &'a ConvGeometry,
@@ -100,7 +94,7 @@ struct Layer<'a> {
     plan: &'a StagePlan<'a>,
     form: LaneForm,
     /// The byte stores of `form`, by group count.
-    stores: [StoreFn; CHUNK_GROUPS],
+    stores: [StoreBytesFn; CHUNK_GROUPS],
     groups: usize,
     /// Input columns `lo..hi` of the padded row that are not padding.
     inside: (usize, usize),
@@ -167,7 +161,7 @@ unsafe fn stack_rows<const SIGNED: bool, const G: usize>(
     }
     // A padding row loads nothing: a zero mask reads no memory, and its
     // address is the input's start.
-    let mask = byte_mask(target.count);
+    let mask = first_bytes(target.count);
     let masks = rows.map(|row| if row.is_null() { 0 } else { mask });
     let base = rows.map(|row| {
         let row = if row.is_null() {
@@ -239,7 +233,7 @@ struct TileInput {
 }
 
 /// Accumulators of one tile: pixel `p`, group `g` at `p · G + g`.
-type TileAccumulators = [__m512i; TILE_ACCUMULATORS];
+type TileAccumulators = TileVectors;
 
 /// Computes the accumulators of `P` pixels of `G` groups into `acc`.
 ///
@@ -306,109 +300,6 @@ macro_rules! tiles_of {
 const TILES: [[TileFn; TILE_PIXELS]; CHUNK_GROUPS] =
     [tiles_of!(1), tiles_of!(2), tiles_of!(3), tiles_of!(4)];
 
-/// Where the byte form stores one tile: pixel `p` at `out + p · step`, the
-/// masked-in bytes.
-struct ByteSink {
-    stage: *const GroupStage,
-    clip: (f32, f32),
-    out: *mut u8,
-    step: usize,
-    mask: __mmask64,
-}
-
-/// Applies the byte form given by the constants (unsigned output,
-/// activation code, post-sum ReLU, values inside int32) to `pixels` pixels
-/// of `G` groups and stores their bytes. Constant forms leave no branch per
-/// vector.
-///
-/// # Safety
-/// The CPU must support AVX-512 BW; the sink must have `G` groups of stage
-/// values and room for the pixels' masked-in bytes.
-#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl")]
-unsafe fn store_bytes<
-    const G: usize,
-    const U: bool,
-    const A: u8,
-    const POST: bool,
-    const I32: bool,
->(
-    acc: &TileAccumulators,
-    pixels: usize,
-    sink: &ByteSink,
-) {
-    let form = LaneForm {
-        unsigned: U,
-        act: A,
-        clip: sink.clip,
-        post_relu: POST,
-        sum: false,
-        in_int32: I32,
-    };
-    let zero = _mm512_setzero_si512();
-    // When a pixel's channels are whole groups and the next pixel follows
-    // them (one chunk of 16 or 32 channels), one vector holds 4 / G pixels.
-    let run = if sink.step == G * STACK_GROUP && sink.mask == byte_mask(G * STACK_GROUP) {
-        CHUNK_GROUPS / G
-    } else {
-        1
-    };
-    let mut p = 0;
-    while p < pixels {
-        let count = run.min(pixels - p);
-        let mut q = [zero; CHUNK_GROUPS];
-        for k in 0..count {
-            for g in 0..G {
-                // SAFETY (all loads and the store): guaranteed by the caller.
-                let stage = unsafe { &*sink.stage.add(g) };
-                let bias = unsafe { _mm512_load_ps(stage.bias.as_ptr()) };
-                let scale = unsafe { _mm512_load_ps(stage.scale.as_ptr()) };
-                q[k * G + g] = lane_quantize!(acc[(p + k) * G + g], bias, scale, form);
-            }
-        }
-        let bytes = pack_channels(q, U);
-        let mask = if run > 1 {
-            byte_mask(count * G * STACK_GROUP)
-        } else {
-            sink.mask
-        };
-        unsafe { _mm512_mask_storeu_epi8(sink.out.add(p * sink.step).cast(), mask, bytes) };
-        p += count;
-    }
-}
-
-type StoreFn = unsafe fn(&TileAccumulators, usize, &ByteSink);
-
-macro_rules! store_fns {
-    ($u:literal, $a:literal, $p:literal, $i:literal) => {
-        [
-            store_bytes::<1, $u, $a, $p, $i>,
-            store_bytes::<2, $u, $a, $p, $i>,
-            store_bytes::<3, $u, $a, $p, $i>,
-            store_bytes::<4, $u, $a, $p, $i>,
-        ]
-    };
-}
-
-/// Returns the byte stores of `form` (without a sum), by group count.
-fn store_fns(form: LaneForm) -> [StoreFn; CHUNK_GROUPS] {
-    macro_rules! pick {
-        ($($u:literal $a:literal $p:literal $i:literal),*) => {
-            match (form.unsigned, form.act, form.post_relu, form.in_int32) {
-                $(($u, $a, $p, $i) => store_fns!($u, $a, $p, $i),)*
-                _ => unreachable!("activation codes are 0, 1 or 2"),
-            }
-        };
-    }
-    pick!(
-        false 0 false false, false 0 false true, false 0 true false, false 0 true true,
-        false 1 false false, false 1 false true, false 1 true false, false 1 true true,
-        false 2 false false, false 2 false true, false 2 true false, false 2 true true,
-        true 0 false false, true 0 false true, true 0 true false, true 0 true true,
-        true 1 false false, true 1 false true, true 1 true false, true 1 true true,
-        true 2 false false, true 2 false true, true 2 true false, true 2 true true
-    )
-}
-
 thread_local! {
     /// This thread's stack buffer.
     static STACKS: RefCell<Vec<Line>> = const { RefCell::new(Vec::new()) };
@@ -440,6 +331,16 @@ struct Chunk {
     count: usize,
 }
 
+/// Returns the 16 values `field` gives of group `group`'s stage, or zeros
+/// past the last group.
+fn stage_vector(
+    stages: &[GroupStage],
+    group: usize,
+    field: impl Fn(&GroupStage) -> &[f32; 16],
+) -> [f32; 16] {
+    stages.get(group).map_or([0.0; 16], |s| *field(s))
+}
+
 /// Computes and stores the tiles of pixels `x0..x1` of output row `y`, and
 /// of row `y + 1` too if `pair`, for `chunk`, from the stack in `buffer`.
 ///
@@ -464,7 +365,7 @@ unsafe fn block_tiles(
     let c0 = chunk.first * STACK_GROUP;
     let tiles = &TILES[chunk.groups - 1];
     let store = layer.stores[chunk.groups - 1];
-    let mut acc = [_mm512_setzero_si512(); TILE_ACCUMULATORS];
+    let mut acc: TileAccumulators = [_mm512_setzero_si512(); 24];
     for (row, shifted) in [(y, false), (y + 1, true)]
         .into_iter()
         .take(1 + usize::from(pair))
@@ -482,12 +383,13 @@ unsafe fn block_tiles(
                 taps: geom.kernel[2],
                 stage: stages[chunk.first..].as_ptr(),
             };
-            let sink = ByteSink {
-                stage: input.stage,
+            let sink = ByteRows {
+                bias: std::array::from_fn(|g| stage_vector(stages, chunk.first + g, |s| &s.bias)),
+                scale: std::array::from_fn(|g| stage_vector(stages, chunk.first + g, |s| &s.scale)),
                 clip: layer.form.clip,
                 out: out.0.wrapping_add((first_pixel + x) * channels + c0),
                 step: channels,
-                mask: byte_mask(chunk.count),
+                mask: first_bytes(chunk.count),
             };
             // SAFETY: the tile reads the stacked columns of its pixels and
             // the job owns the masked-in channels of these pixels; the
@@ -597,7 +499,7 @@ pub(super) unsafe fn run(
         weights,
         plan,
         form,
-        stores: store_fns(form),
+        stores: store_bytes_fns(form),
         groups: geom.out_channels.div_ceil(STACK_GROUP),
         inside: (pad, pad + geom.input[2]),
     };

@@ -20,7 +20,7 @@ use std::arch::x86_64::*;
 use rayon::prelude::*;
 
 use super::amx::AmxWeights;
-use super::stage::{lane_quantize, pack_channels, param_vector, LaneForm, StagePlan};
+use super::stage::{first_bytes, store_bytes_fns, ByteRows, LaneForm, StagePlan, TileVectors};
 use super::SyncPtr;
 
 /// Most output channels of one tile column: 4 vectors of 16.
@@ -54,8 +54,8 @@ fn tile_pixels(vectors: usize) -> usize {
 struct Column {
     /// Accumulator start values, 16 per vector.
     init: [__m512i; 4],
-    bias: [__m512; 4],
-    scale: [__m512; 4],
+    bias: [[f32; 16]; 4],
+    scale: [[f32; 16]; 4],
     /// Weight vector of step `s` and vector `v` at `weights[v] + 64·s`.
     weights: [*const u8; 4],
 }
@@ -65,23 +65,18 @@ struct Column {
 unsafe impl Sync for Column {}
 
 /// Computes `MR` staged pixels (pixel `m` at `data + 64·m`) by the `NV`
-/// vectors of `column`, over `steps` reduction steps, and stores the first
-/// `rows` pixels' bytes at `out + m·out_stride`.
+/// vectors of `column`, over `steps` reduction steps, into `out` (pixel
+/// `m`, vector `v` at `m·NV + v`).
 ///
 /// # Safety
 /// The CPU must support AVX-512 VNNI. `data` must hold `MR` rows of 64
-/// bytes, each weight pointer `steps` vectors, and `out` the `16·NV` bytes
-/// of each stored pixel.
-#[allow(clippy::too_many_arguments)]
+/// bytes and each weight pointer `steps` vectors.
 #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn tile<const MR: usize, const NV: usize>(
     data: *const u8,
     steps: usize,
     column: &Column,
-    form: LaneForm,
-    rows: usize,
-    out: *mut u8,
-    out_stride: usize,
+    out: &mut TileVectors,
 ) {
     let mut acc = [[_mm512_setzero_si512(); NV]; MR];
     for row in acc.iter_mut() {
@@ -101,27 +96,12 @@ unsafe fn tile<const MR: usize, const NV: usize>(
             }
         }
     }
-    let mask = if NV == 4 {
-        u64::MAX
-    } else {
-        (1u64 << (16 * NV)) - 1
-    };
-    for (m, row) in acc.iter().enumerate().take(rows) {
-        let mut q = [_mm512_setzero_si512(); 4];
-        for v in 0..NV {
-            q[v] = lane_quantize!(row[v], column.bias[v], column.scale[v], form);
-        }
-        // Vectors past NV only fill bytes that the masked store skips.
-        for v in NV..4 {
-            q[v] = q[v % NV];
-        }
-        let ordered = pack_channels(q, form.unsigned);
-        // SAFETY: the caller guarantees the pixel's `16·NV` output bytes.
-        unsafe { _mm512_mask_storeu_epi8(out.add(m * out_stride).cast(), mask, ordered) };
+    for (m, row) in acc.iter().enumerate() {
+        out[m * NV..(m + 1) * NV].copy_from_slice(row);
     }
 }
 
-type TileFn = unsafe fn(*const u8, usize, &Column, LaneForm, usize, *mut u8, usize);
+type TileFn = unsafe fn(*const u8, usize, &Column, &mut TileVectors);
 
 /// Returns the tile kernel for tiles of `pixels` (from [`tile_pixels`])
 /// by `vectors` vectors.
@@ -216,8 +196,8 @@ pub(super) unsafe fn run(
             let width = (n - c).min(COLUMN) / 16;
             let mut column = Column {
                 init: [_mm512_setzero_si512(); 4],
-                bias: [_mm512_setzero_ps(); 4],
-                scale: [_mm512_setzero_ps(); 4],
+                bias: [[0.0; 16]; 4],
+                scale: [[1.0; 16]; 4],
                 weights: [std::ptr::null(); 4],
             };
             for v in 0..width {
@@ -228,13 +208,15 @@ pub(super) unsafe fn run(
                     // SAFETY: an unaligned load of 16 values of a local array.
                     column.init[v] = unsafe { _mm512_loadu_si512(sums.as_ptr().cast()) };
                 }
-                column.bias[v] = param_vector(plan.bias_param(), 0.0, channel);
-                column.scale[v] = param_vector(plan.scale_param(), 1.0, channel);
+                for i in 0..16 {
+                    (column.bias[v][i], column.scale[v][i]) = plan.bias_scale(channel + i);
+                }
                 column.weights[v] = weights.vectors_ptr(channel / 16);
             }
             column
         })
         .collect();
+    let stores = store_bytes_fns(form);
     let tiles = pixels.div_ceil(mr);
     let per_job = tiles.div_ceil(crate::kernels::int8::jobs::target()).max(1);
     let jobs: Vec<(usize, usize)> = (0..tiles)
@@ -243,6 +225,7 @@ pub(super) unsafe fn run(
         .collect();
     jobs.par_iter().for_each(|&(first, last)| {
         let mut staged = [0u8; 24 * ROW];
+        let mut acc: TileVectors = [_mm512_setzero_si512(); 24];
         for t in first..last {
             let p0 = t * mr;
             let rows = (pixels - p0).min(mr);
@@ -260,20 +243,22 @@ pub(super) unsafe fn run(
             };
             for (c, column) in columns.iter().enumerate() {
                 let width = (n - c * COLUMN).min(COLUMN) / 16;
+                let sink = ByteRows {
+                    bias: column.bias,
+                    scale: column.scale,
+                    clip: form.clip,
+                    // SAFETY: the tile's pixels lie inside the output.
+                    out: unsafe { at(&out, p0 * n + c * COLUMN) },
+                    step: n,
+                    mask: first_bytes(16 * width),
+                };
                 // SAFETY: `staged` has `mr` rows and each weight pointer
                 // `steps` vectors. The job owns its pixels' output bytes,
                 // `width·16` of them from channel `c·64` on.
                 unsafe {
-                    select(mr, width)(
-                        staged.as_ptr(),
-                        steps,
-                        column,
-                        form,
-                        rows,
-                        at(&out, p0 * n + c * COLUMN),
-                        n,
-                    )
-                };
+                    select(mr, width)(staged.as_ptr(), steps, column, &mut acc);
+                    stores[width - 1](&acc, rows, &sink);
+                }
             }
         }
     });

@@ -229,16 +229,6 @@ impl<'a> StagePlan<'a> {
         })
     }
 
-    /// Returns the bias in the form vectors load it.
-    pub(super) fn bias_param(&self) -> Param<'a> {
-        self.bias
-    }
-
-    /// Returns the scale in the form vectors load it.
-    pub(super) fn scale_param(&self) -> Param<'a> {
-        self.scale
-    }
-
     /// Bias and scale of `channel` as the fast forms apply them: an absent
     /// bias is +0 and an absent scale is 1.
     pub(super) fn bias_scale(&self, channel: usize) -> (f32, f32) {
@@ -479,6 +469,117 @@ fn rows_of_bytes_fn(vectors: usize, form: LaneForm) -> RowsOfBytes {
         2 => dispatch_form!(form, two, ()),
         _ => dispatch_form!(form, one, ()),
     }
+}
+
+/// Accumulators of one register tile: pixel `p`, vector `v` at `p·V + v`
+/// for tiles of `V` vectors per pixel.
+pub(super) type TileVectors = [__m512i; 24];
+
+/// Where [`store_bytes_fns`]'s functions store a tile through a byte form
+/// without a sum: pixel `p`'s masked-in bytes at `out + p·step`, with the
+/// bias and scale of each vector of channels.
+pub(super) struct ByteRows {
+    pub bias: [[f32; 16]; 4],
+    pub scale: [[f32; 16]; 4],
+    pub clip: (f32, f32),
+    pub out: *mut u8,
+    pub step: usize,
+    pub mask: __mmask64,
+}
+
+/// Returns the mask of the first `count` (at most 64) bytes.
+pub(super) fn first_bytes(count: usize) -> __mmask64 {
+    if count >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << count) - 1
+    }
+}
+
+/// Stores `pixels` pixels of a tile of `V` vectors per pixel.
+pub(super) type StoreBytesFn = unsafe fn(&TileVectors, usize, &ByteRows);
+
+/// Applies the byte form given by the constants (unsigned output,
+/// activation code, post-sum ReLU, values inside int32) to `pixels` pixels
+/// of `V` vectors and stores their bytes. Constant forms leave no branch
+/// per vector. When a pixel's channels are whole vectors and the next pixel
+/// follows them (16 or 32 channels in all), one store takes `4 / V` pixels.
+///
+/// # Safety
+/// The CPU must support AVX-512 BW; `acc` must hold `pixels·V` vectors and
+/// the sink room for the pixels' masked-in bytes.
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl")]
+unsafe fn store_bytes<const V: usize, const U: bool, const A: u8, const P: bool, const I: bool>(
+    acc: &TileVectors,
+    pixels: usize,
+    sink: &ByteRows,
+) {
+    let form = LaneForm {
+        unsigned: U,
+        act: A,
+        clip: sink.clip,
+        post_relu: P,
+        sum: false,
+        in_int32: I,
+    };
+    let mut bias = [_mm512_setzero_ps(); 4];
+    let mut scale = [_mm512_setzero_ps(); 4];
+    for v in 0..V {
+        // SAFETY: arrays of 16 values.
+        bias[v] = unsafe { _mm512_loadu_ps(sink.bias[v].as_ptr()) };
+        scale[v] = unsafe { _mm512_loadu_ps(sink.scale[v].as_ptr()) };
+    }
+    let run = if sink.step == 16 * V && sink.mask == first_bytes(16 * V) {
+        4 / V
+    } else {
+        1
+    };
+    let mut p = 0;
+    while p < pixels {
+        let count = run.min(pixels - p);
+        let mut q = [_mm512_setzero_si512(); 4];
+        for k in 0..count {
+            for v in 0..V {
+                q[k * V + v] = lane_quantize!(acc[(p + k) * V + v], bias[v], scale[v], form);
+            }
+        }
+        let bytes = pack_channels(q, U);
+        let mask = if run > 1 {
+            first_bytes(16 * V * count)
+        } else {
+            sink.mask
+        };
+        // SAFETY: the caller guarantees room for the pixels' masked-in bytes.
+        unsafe { _mm512_mask_storeu_epi8(sink.out.add(p * sink.step).cast(), mask, bytes) };
+        p += count;
+    }
+}
+
+/// Returns the [`store_bytes`] functions of `form` (which must have no
+/// sum), by vector count 1 to 4.
+pub(super) fn store_bytes_fns(form: LaneForm) -> [StoreBytesFn; 4] {
+    macro_rules! each {
+        ($($u:literal $a:literal $p:literal $i:literal),*) => {
+            match (form.unsigned, form.act, form.post_relu, form.in_int32) {
+                $(($u, $a, $p, $i) => [
+                    store_bytes::<1, $u, $a, $p, $i>,
+                    store_bytes::<2, $u, $a, $p, $i>,
+                    store_bytes::<3, $u, $a, $p, $i>,
+                    store_bytes::<4, $u, $a, $p, $i>,
+                ],)*
+                _ => unreachable!("activation codes are 0, 1 or 2"),
+            }
+        };
+    }
+    assert!(!form.sum, "store_bytes_fns: the form has a sum");
+    each!(
+        false 0 false false, false 0 false true, false 0 true false, false 0 true true,
+        false 1 false false, false 1 false true, false 1 true false, false 1 true true,
+        false 2 false false, false 2 false true, false 2 true false, false 2 true true,
+        true 0 false false, true 0 false true, true 0 true false, true 0 true true,
+        true 1 false false, true 1 false true, true 1 true false, true 1 true true,
+        true 2 false false, true 2 false true, true 2 true false, true 2 true true
+    )
 }
 
 /// Narrows 4 vectors of int32 to 64 bytes with saturation (`vpackssdw`,
