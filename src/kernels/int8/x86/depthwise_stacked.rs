@@ -331,16 +331,6 @@ struct Chunk {
     count: usize,
 }
 
-/// Returns the 16 values `field` gives of group `group`'s stage, or zeros
-/// past the last group.
-fn stage_vector(
-    stages: &[GroupStage],
-    group: usize,
-    field: impl Fn(&GroupStage) -> &[f32; 16],
-) -> [f32; 16] {
-    stages.get(group).map_or([0.0; 16], |s| *field(s))
-}
-
 /// Computes and stores the tiles of pixels `x0..x1` of output row `y`, and
 /// of row `y + 1` too if `pair`, for `chunk`, from the stack in `buffer`.
 ///
@@ -366,6 +356,12 @@ unsafe fn block_tiles(
     let tiles = &TILES[chunk.groups - 1];
     let store = layer.stores[chunk.groups - 1];
     let mut acc: TileAccumulators = [_mm512_setzero_si512(); 24];
+    // Bias and scale of the chunk's groups (unused groups repeat the first).
+    let group = |g: usize| &stages[chunk.first + if g < chunk.groups { g } else { 0 }];
+    let params = (
+        std::array::from_fn(|g| group(g).bias.as_ptr()),
+        std::array::from_fn(|g| group(g).scale.as_ptr()),
+    );
     for (row, shifted) in [(y, false), (y + 1, true)]
         .into_iter()
         .take(1 + usize::from(pair))
@@ -384,8 +380,8 @@ unsafe fn block_tiles(
                 stage: stages[chunk.first..].as_ptr(),
             };
             let sink = ByteRows {
-                bias: std::array::from_fn(|g| stage_vector(stages, chunk.first + g, |s| &s.bias)),
-                scale: std::array::from_fn(|g| stage_vector(stages, chunk.first + g, |s| &s.scale)),
+                bias: params.0,
+                scale: params.1,
                 clip: layer.form.clip,
                 out: out.0.wrapping_add((first_pixel + x) * channels + c0),
                 step: channels,

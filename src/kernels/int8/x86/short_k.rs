@@ -244,8 +244,8 @@ pub(super) unsafe fn run(
             for (c, column) in columns.iter().enumerate() {
                 let width = (n - c * COLUMN).min(COLUMN) / 16;
                 let sink = ByteRows {
-                    bias: column.bias,
-                    scale: column.scale,
+                    bias: std::array::from_fn(|v| column.bias[v].as_ptr()),
+                    scale: std::array::from_fn(|v| column.scale[v].as_ptr()),
                     clip: form.clip,
                     // SAFETY: the tile's pixels lie inside the output.
                     out: unsafe { at(&out, p0 * n + c * COLUMN) },

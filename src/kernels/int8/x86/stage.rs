@@ -479,8 +479,9 @@ pub(super) type TileVectors = [__m512i; 24];
 /// without a sum: pixel `p`'s masked-in bytes at `out + p·step`, with the
 /// bias and scale of each vector of channels.
 pub(super) struct ByteRows {
-    pub bias: [[f32; 16]; 4],
-    pub scale: [[f32; 16]; 4],
+    /// 16 values each, for the tile's vectors.
+    pub bias: [*const f32; 4],
+    pub scale: [*const f32; 4],
     pub clip: (f32, f32),
     pub out: *mut u8,
     pub step: usize,
@@ -506,8 +507,9 @@ pub(super) type StoreBytesFn = unsafe fn(&TileVectors, usize, &ByteRows);
 /// follows them (16 or 32 channels in all), one store takes `4 / V` pixels.
 ///
 /// # Safety
-/// The CPU must support AVX-512 BW; `acc` must hold `pixels·V` vectors and
-/// the sink room for the pixels' masked-in bytes.
+/// The CPU must support AVX-512 BW; `acc` must hold `pixels·V` vectors, the
+/// sink's first `V` bias and scale pointers 16 values each, and its output
+/// room for the pixels' masked-in bytes.
 #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl")]
 unsafe fn store_bytes<const V: usize, const U: bool, const A: u8, const P: bool, const I: bool>(
     acc: &TileVectors,
@@ -525,9 +527,9 @@ unsafe fn store_bytes<const V: usize, const U: bool, const A: u8, const P: bool,
     let mut bias = [_mm512_setzero_ps(); 4];
     let mut scale = [_mm512_setzero_ps(); 4];
     for v in 0..V {
-        // SAFETY: arrays of 16 values.
-        bias[v] = unsafe { _mm512_loadu_ps(sink.bias[v].as_ptr()) };
-        scale[v] = unsafe { _mm512_loadu_ps(sink.scale[v].as_ptr()) };
+        // SAFETY: the caller guarantees 16 values at each pointer.
+        bias[v] = unsafe { _mm512_loadu_ps(sink.bias[v]) };
+        scale[v] = unsafe { _mm512_loadu_ps(sink.scale[v]) };
     }
     let run = if sink.step == 16 * V && sink.mask == first_bytes(16 * V) {
         4 / V
