@@ -1025,13 +1025,19 @@ impl FastForm {
                 Param::Uniform(ref v) => std::slice::from_ref(v),
                 Param::PerChannel(v) => v,
             };
-            values.iter().fold(0.0, |m: f64, &x| {
-                if x.is_finite() {
-                    m.max(x.abs() as f64)
-                } else {
-                    f64::INFINITY
-                }
-            })
+            // Without the sign bit, the bits of floats order as their
+            // magnitudes, and infinities and NaNs lie above every finite
+            // value: an integer maximum that vectorizes.
+            let bits = values
+                .iter()
+                .map(|x| x.to_bits() & 0x7fff_ffff)
+                .max()
+                .unwrap_or(0);
+            if bits >= f32::INFINITY.to_bits() {
+                f64::INFINITY
+            } else {
+                f32::from_bits(bits) as f64
+            }
         }
         const ACC: f64 = 2_147_483_648.0;
         let product = (ACC + largest(plan.bias, 0.0)) * largest(plan.scale, 1.0);

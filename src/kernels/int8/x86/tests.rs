@@ -1428,3 +1428,42 @@ fn amx_tier_packs_tiles_for_one_group() {
     let gemm = GemmPack::new(Isa::Amx, &[1; 6], &[3, 3], 2, 3).unwrap();
     assert!(gemm.amx.is_some());
 }
+
+#[test]
+fn lane_form_needs_finite_bounded_parameters() {
+    use super::stage::{OutKind, StagePlan};
+    let with = |bias: Vec<f32>, scale: Vec<f32>| OutputStage {
+        bias: PerChannel(bias),
+        scale: PerChannel(scale),
+        ..Default::default()
+    };
+    let form = |stage: &OutputStage| {
+        StagePlan::new(stage, OutKind::I8, None, 3)
+            .lane_form()
+            .map(|f| f.in_int32)
+    };
+    // Accumulators up to 2^31 times a scale below 0.99 stay inside int32.
+    assert_eq!(
+        form(&with(vec![1.0, -2.0, 0.5], vec![0.5, -0.98, 0.1])),
+        Some(true)
+    );
+    assert_eq!(
+        form(&with(vec![1.0, -2.0, 0.5], vec![0.5, -1.5, 0.1])),
+        Some(false)
+    );
+    // Any NaN or infinity, in any channel and of either sign, has no lane form.
+    for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -f32::NAN] {
+        assert_eq!(
+            form(&with(vec![1.0, 2.0, bad], vec![0.5; 3])),
+            None,
+            "bias {bad}"
+        );
+        assert_eq!(
+            form(&with(vec![1.0; 3], vec![bad, 0.5, 0.5])),
+            None,
+            "scale {bad}"
+        );
+    }
+    // Finite but huge: an overflow to infinity is possible.
+    assert_eq!(form(&with(vec![0.0; 3], vec![1e30, 0.5, 0.5])), None);
+}
