@@ -1,7 +1,7 @@
 //! Depthwise convolution for AVX-512 VNNI with VBMI, with kernel rows
-//! stacked in the bytes of each lane: for 2D kernels of at most 3 rows,
-//! stride 1 along the height and a stage with a byte form (see
-//! [`applies`]); other depthwise layers run in `depthwise_vnni`.
+//! stacked in the bytes of each lane. It runs 2D kernels of at most 3 rows
+//! with stride 1 along the height and a stage with a byte form (see
+//! [`applies`]). Other depthwise layers run in `depthwise_vnni`.
 //!
 //! `vpdpbusd` adds the 4 byte products of each int32 lane. A depthwise layer
 //! has no sum over channels, so here the 4 bytes of a lane hold one
@@ -130,8 +130,8 @@ pub(super) fn applies(geom: &ConvGeometry, plan: &StagePlan) -> Option<LaneForm>
     plan.lane_form().filter(|f| shape && !f.sum)
 }
 
-/// Where one block's stacks go: the `G` groups of one chunk from channel
-/// `c0`, for padded columns `columns`.
+/// The destination of one block's stack: the `G` groups of one chunk from
+/// channel `c0`, for padded columns `columns`.
 struct StackTarget {
     c0: usize,
     /// Bytes of the chunk's channels (at most 64).
@@ -159,6 +159,7 @@ unsafe fn stack_rows<const SIGNED: bool, const G: usize>(
         // SAFETY: the orders are 64-byte arrays.
         *order = unsafe { _mm512_loadu_si512(STACK_ORDERS[k].as_ptr().cast()) };
     }
+
     // A padding row loads nothing: a zero mask reads no memory, and its
     // address is the input's start.
     let mask = first_bytes(target.count);
@@ -171,6 +172,8 @@ unsafe fn stack_rows<const SIGNED: bool, const G: usize>(
         };
         row.wrapping_add(target.c0)
     });
+
+    // Padding columns get the data domain's zero, the others the rows' bytes.
     let (lo, hi) = target.columns;
     let (inside_lo, inside_hi) = layer.inside;
     let line_at = |col: usize| target.out.wrapping_add((col - lo) * G * VECTOR);
@@ -181,6 +184,7 @@ unsafe fn stack_rows<const SIGNED: bool, const G: usize>(
             unsafe { _mm512_storeu_si512(line_at(col).add(k * VECTOR).cast(), flip) };
         }
     }
+
     for col in lo.max(inside_lo)..hi.min(inside_hi) {
         let offset = (col - inside_lo) * channels;
         let mut r = [flip; STACK_ROWS];
@@ -351,17 +355,19 @@ unsafe fn block_tiles(
     let [_, oh, ow] = geom.output;
     let stride = geom.stride[2];
     let column_bytes = chunk.groups * VECTOR;
-    let most = (TILE_ACCUMULATORS / chunk.groups).min(TILE_PIXELS);
+    let max_pixels = (TILE_ACCUMULATORS / chunk.groups).min(TILE_PIXELS);
     let c0 = chunk.first * STACK_GROUP;
     let tiles = &TILES[chunk.groups - 1];
     let store = layer.stores[chunk.groups - 1];
     let mut acc: TileAccumulators = [_mm512_setzero_si512(); 24];
+
     // Bias and scale of the chunk's groups (unused groups repeat the first).
     let group = |g: usize| &stages[chunk.first + if g < chunk.groups { g } else { 0 }];
     let params = (
         std::array::from_fn(|g| group(g).bias.as_ptr()),
         std::array::from_fn(|g| group(g).scale.as_ptr()),
     );
+
     for (row, shifted) in [(y, false), (y + 1, true)]
         .into_iter()
         .take(1 + usize::from(pair))
@@ -369,7 +375,7 @@ unsafe fn block_tiles(
         let first_pixel = (plane * oh + row) * ow;
         let mut x = x0;
         while x < x1 {
-            let pixels = (x1 - x).min(most);
+            let pixels = (x1 - x).min(max_pixels);
             let input = TileInput {
                 data: buffer.wrapping_add((x - x0) * stride * column_bytes),
                 pixel_step: stride * column_bytes,

@@ -136,8 +136,8 @@ enum ConvLayout {
     Depthwise(DepthwiseWeights),
     DepthwiseVnni(DepthwiseVnniWeights),
     /// Depthwise with kernel rows stacked in the lanes' bytes, on the AMX
-    /// tier (whose CPUs have AVX-512 VBMI), for the layers it applies to;
-    /// the VNNI layout for the others.
+    /// tier, whose CPUs have AVX-512 VBMI. Layers it does not apply to use
+    /// the VNNI layout.
     DepthwiseStacked {
         stacked: StackedDepthwiseWeights,
         vnni: DepthwiseVnniWeights,
@@ -451,9 +451,9 @@ pub fn conv<X: QuantElem, O: OutputElem>(
                 (geom.out_channels, geom.kernel, geom.out_channels),
                 "conv: depthwise weights do not match the geometry"
             );
-            // SAFETY: as above; `ConvPack::new` builds this layout only on
-            // the AMX tier of a CPU with VBMI, and `applies` checks the
-            // geometry and that the stage stores bytes.
+            // SAFETY: as above. `ConvPack::new` builds this layout only on
+            // the AMX tier of a CPU with VBMI. `applies` checks the geometry
+            // and that the stage stores bytes.
             match depthwise_stacked::applies(geom, &plan) {
                 Some(form) => unsafe {
                     depthwise_stacked::run(geom, bytes, signed, stacked, &plan, form, out)

@@ -401,7 +401,7 @@ pub(super) const STACK_ROWS: usize = 4;
 /// Depthwise weights of a 2D kernel of at most 3 rows for data whose lanes
 /// hold one channel from 4 consecutive input rows (see `depthwise_stacked`).
 ///
-/// For each group of 16 channels and width tap `kw`, one vector holds at
+/// For each group of 16 channels and width tap `kw`, one vector contains at
 /// byte `4i + kh` the weight of channel `16·group + i` at kernel row `kh` and
 /// width tap `kw`, and 0 past the last channel or row. A shifted copy holds
 /// kernel row `kh` at byte `4i + kh + 1`: with it, a stack of the rows that
@@ -491,7 +491,7 @@ mod tests {
     #[test]
     fn stacked_depthwise_rows_and_shift() {
         // 17 channels (a second group of one), 3x2 kernel: weight of
-        // channel c, row r, column k is 6c + 2r + k (mod 128).
+        // channel c, row r, column k is 6c + 2r + k.
         let w: Vec<i8> = (0..17 * 6).map(|i| i as i8).collect();
         let p = StackedDepthwiseWeights::build(&w, &[0; 17], 17, [1, 3, 2]).expect("3 rows");
         let vector = |group: usize, shifted: bool, kw: usize| {

@@ -475,9 +475,9 @@ fn rows_of_bytes_fn(vectors: usize, form: LaneForm) -> RowsOfBytes {
 /// for tiles of `V` vectors per pixel.
 pub(super) type TileVectors = [__m512i; 24];
 
-/// Where [`store_bytes_fns`]'s functions store a tile through a byte form
-/// without a sum: pixel `p`'s masked-in bytes at `out + p·step`, with the
-/// bias and scale of each vector of channels.
+/// The output and parameters of a tile that [`store_bytes_fns`]'s functions
+/// store through a byte form without a sum: pixel `p`'s masked-in bytes go
+/// to `out + p·step`, with the bias and scale of each vector of channels.
 pub(super) struct ByteRows {
     /// 16 values each, for the tile's vectors.
     pub bias: [*const f32; 4],
