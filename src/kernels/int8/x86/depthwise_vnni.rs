@@ -57,7 +57,8 @@ enum Sink {
     /// Through the byte form of the stage to the output, vector `v` at
     /// `out + v · step` bytes.
     Bytes {
-        form: LaneForm,
+        store: StoreFn,
+        clip: (f32, f32),
         out: *mut u8,
         step: usize,
     },
@@ -99,25 +100,78 @@ fn byte_mask(count: usize) -> __mmask64 {
     }
 }
 
-/// Applies the byte form to one vector's accumulators `$acc` (an array of
-/// 4) and evaluates to its bytes in channel order. A macro, so that it
-/// expands inside the tile kernel with its target features.
-macro_rules! stage_bytes {
-    ($acc:expr, $stage:expr, $form:expr, $order:expr) => {{
-        let (acc, stage, form): ([__m512i; 4], &ChunkStage, LaneForm) = ($acc, $stage, $form);
+/// Accumulators of one tile: 4 per vector, in accumulator order.
+type TileAccumulators = [[__m512i; 4]; TILE_VECTORS];
+
+/// Applies the byte form given by the constants (unsigned output,
+/// activation code, post-sum ReLU, values inside int32) to the first
+/// `vectors` vectors of `acc` and stores their masked-in bytes, vector `v`
+/// at `out + v·step`, in channel order. Constant forms leave no branch per
+/// vector.
+///
+/// # Safety
+/// The CPU must support AVX-512 BW, and `out` must have room for the
+/// vectors' masked-in bytes.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl")]
+unsafe fn store_bytes<const U: bool, const A: u8, const P: bool, const I: bool>(
+    acc: &TileAccumulators,
+    vectors: usize,
+    stage: &ChunkStage,
+    clip: (f32, f32),
+    out: *mut u8,
+    step: usize,
+    mask: __mmask64,
+) {
+    let form = LaneForm {
+        unsigned: U,
+        act: A,
+        clip,
+        post_relu: P,
+        sum: false,
+        in_int32: I,
+    };
+    // SAFETY (all loads): 64-byte aligned arrays of 16 values, and the
+    // order is a 64-byte array.
+    let order = unsafe { _mm512_loadu_si512(UNPACK_ORDER.as_ptr().cast()) };
+    let mut bias = [_mm512_setzero_ps(); 4];
+    let mut scale = [_mm512_setzero_ps(); 4];
+    for k in 0..4 {
+        bias[k] = unsafe { _mm512_load_ps(stage.bias.0[k].as_ptr()) };
+        scale[k] = unsafe { _mm512_load_ps(stage.scale.0[k].as_ptr()) };
+    }
+    for (v, a) in acc.iter().enumerate().take(vectors) {
         let mut q = [_mm512_setzero_si512(); 4];
         for k in 0..4 {
-            // SAFETY: the parameters are 64-byte aligned arrays of 16 lanes.
-            let (bias, scale) = unsafe {
-                (
-                    _mm512_load_ps(stage.bias.0[k].as_ptr()),
-                    _mm512_load_ps(stage.scale.0[k].as_ptr()),
-                )
-            };
-            q[k] = lane_quantize!(acc[k], bias, scale, form);
+            q[k] = lane_quantize!(a[k], bias[k], scale[k], form);
         }
-        _mm512_shuffle_epi8(pack_bytes(q, form.unsigned), $order)
-    }};
+        let bytes = _mm512_shuffle_epi8(pack_bytes(q, U), order);
+        // SAFETY: the caller guarantees room for the masked-in bytes.
+        unsafe { _mm512_mask_storeu_epi8(out.add(v * step).cast(), mask, bytes) };
+    }
+}
+
+type StoreFn =
+    unsafe fn(&TileAccumulators, usize, &ChunkStage, (f32, f32), *mut u8, usize, __mmask64);
+
+/// Returns the [`store_bytes`] function of `form`, which has no sum.
+fn store_fn(form: LaneForm) -> StoreFn {
+    macro_rules! each {
+        ($($u:literal $a:literal $p:literal $i:literal),*) => {
+            match (form.unsigned, form.act, form.post_relu, form.in_int32) {
+                $(($u, $a, $p, $i) => store_bytes::<$u, $a, $p, $i>,)*
+                _ => unreachable!("activation codes are 0, 1 or 2"),
+            }
+        };
+    }
+    each!(
+        false 0 false false, false 0 false true, false 0 true false, false 0 true true,
+        false 1 false false, false 1 false true, false 1 true false, false 1 true true,
+        false 2 false false, false 2 false true, false 2 true false, false 2 true true,
+        true 0 false false, true 0 false true, true 0 true false, true 0 true true,
+        true 1 false false, true 1 false true, true 1 true false, true 1 true true,
+        true 2 false false, true 2 false true, true 2 true false, true 2 true true
+    )
 }
 
 /// Stores one vector's accumulators as 64 int32 in channel (byte) order.
@@ -207,30 +261,33 @@ unsafe fn tile<const T: usize, const SIGNED: bool, const MASKED: bool>(
             }
         }
     }
-    // Each vector by a constant index: a loop over them may stay rolled,
-    // and indexing the accumulators at run time would keep them in memory
-    // (stored after every `vpdpbusd`) instead of registers.
-    macro_rules! each_vector {
-        ($($v:literal)*) => {
-            match sink {
-                Sink::Bytes { form, out, step } => {
-                    let order = unsafe { _mm512_loadu_si512(UNPACK_ORDER.as_ptr().cast()) };
-                    $(if let Some(&a) = acc.get($v) {
-                        let bytes = stage_bytes!(a, stage, form, order);
-                        unsafe {
-                            _mm512_mask_storeu_epi8(out.add($v * step).cast(), input.mask, bytes)
-                        };
-                    })*
-                }
-                Sink::Accumulators { acc: out, step } => {
+    match sink {
+        Sink::Bytes {
+            store,
+            clip,
+            out,
+            step,
+        } => {
+            let mut all: TileAccumulators = [[_mm512_setzero_si512(); 4]; TILE_VECTORS];
+            all[..T].copy_from_slice(&acc);
+            // SAFETY: the caller guarantees room for `T` vectors.
+            unsafe { store(&all, T, stage, clip, out, step, input.mask) };
+        }
+        Sink::Accumulators { acc: out, step } => {
+            // Each vector by a constant index: a loop over them may stay
+            // rolled, and indexing the accumulators at run time would keep
+            // them in memory (stored after every `vpdpbusd`) instead of
+            // registers.
+            macro_rules! each_vector {
+                ($($v:literal)*) => {
                     $(if let Some(&a) = acc.get($v) {
                         unsafe { store_accumulators(a, out.add($v * step)) };
                     })*
-                }
+                };
             }
-        };
+            each_vector!(0 1 2 3 4 5);
+        }
     }
-    each_vector!(0 1 2 3 4 5);
 }
 
 type TileFn = unsafe fn(&TileInput, &ChunkStage, Sink);
@@ -262,6 +319,8 @@ struct Layer<'a> {
     weights: &'a DepthwiseVnniWeights,
     plan: &'a StagePlan<'a>,
     form: Option<LaneForm>,
+    /// The byte store of `form`.
+    store: Option<StoreFn>,
     /// Adjacent pixels per vector (1 unless the channels divide 64 and the
     /// width stride is 1).
     pixels: usize,
@@ -283,6 +342,7 @@ impl<'a> Layer<'a> {
         } else {
             1
         };
+        let form = plan.lane_form().filter(|f| !f.sum);
         Layer {
             isa,
             geom,
@@ -291,7 +351,8 @@ impl<'a> Layer<'a> {
             weights,
             plan,
             // The byte form has no residual sum; a sum takes the general stage.
-            form: plan.lane_form().filter(|f| !f.sum),
+            form,
+            store: form.map(store_fn),
             pixels,
             inner: inner_columns(geom),
         }
@@ -511,9 +572,10 @@ unsafe fn run_job(layer: &Layer, stages: &[ChunkStage], out: SyncPtr, job: &Job)
                     };
                     (input, 1, 1)
                 };
-                let sink = match layer.form {
-                    Some(form) => Sink::Bytes {
-                        form,
+                let sink = match layer.form.zip(layer.store) {
+                    Some((form, store)) => Sink::Bytes {
+                        store,
+                        clip: form.clip,
                         // SAFETY: pixel `x` of the row lies inside the output.
                         out: unsafe { out.0.add((first_pixel + x) * channels + c0) },
                         step: pixels * channels,
