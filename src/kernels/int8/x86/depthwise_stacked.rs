@@ -1,7 +1,7 @@
 //! Depthwise convolution for AVX-512 VNNI with VBMI, with kernel rows
-//! stacked in the bytes of each lane. It runs 2D kernels of at most 3 rows
-//! with stride 1 along the height and a stage with a byte form (see
-//! [`applies`]). Other depthwise layers run in `depthwise_vnni`.
+//! stacked in the bytes of each lane. It runs kernels of depth 1 and at
+//! most 3 rows with stride 1 along the height and a stage with a byte form
+//! (see [`applies`]). Other depthwise layers run in `depthwise_vnni`.
 //!
 //! `vpdpbusd` adds the 4 byte products of each int32 lane. A depthwise layer
 //! has no sum over channels, so here the 4 bytes of a lane hold one
@@ -120,8 +120,8 @@ impl Layer<'_> {
 }
 
 /// Returns the byte form the kernel stores `plan` with, if it runs `geom`:
-/// a 2D kernel of at most 3 rows, stride and dilation 1 along the height,
-/// and a stage with a byte form and no residual sum.
+/// a kernel of depth 1 and at most 3 rows, stride and dilation 1 along the
+/// height, and a stage with a byte form and no residual sum.
 pub(super) fn applies(geom: &ConvGeometry, plan: &StagePlan) -> Option<LaneForm> {
     let shape = geom.kernel[0] == 1
         && geom.kernel[1] < STACK_ROWS

@@ -398,8 +398,9 @@ pub(super) const STACK_GROUP: usize = 16;
 /// Kernel rows whose taps one lane of the stacked depthwise layout adds.
 pub(super) const STACK_ROWS: usize = 4;
 
-/// Depthwise weights of a 2D kernel of at most 3 rows for data whose lanes
-/// hold one channel from 4 consecutive input rows (see `depthwise_stacked`).
+/// Depthwise weights of a kernel of depth 1 and at most 3 rows, for data
+/// whose lanes hold one channel from 4 consecutive input rows (see
+/// `depthwise_stacked`).
 ///
 /// For each group of 16 channels and width tap `kw`, one vector contains at
 /// byte `4i + kh` the weight of channel `16·group + i` at kernel row `kh` and
@@ -419,7 +420,7 @@ pub(super) struct StackedDepthwiseWeights {
 
 impl StackedDepthwiseWeights {
     /// Packs `weights` laid out `[channel][kh][kw]`; `sums[c]` is the sum of
-    /// channel `c`'s weights. Returns `None` for a 3D kernel or one of more
+    /// channel `c`'s weights. Returns `None` for a kernel deeper than 1 or of more
     /// than 3 rows.
     pub(super) fn build(
         weights: &[i8],
