@@ -119,9 +119,9 @@ impl Layer<'_> {
     }
 }
 
-/// Returns the byte form the kernel stores `plan` with, if it runs `geom`:
-/// a kernel of depth 1 and at most 3 rows, stride and dilation 1 along the
-/// height, and a stage with a byte form and no residual sum.
+/// Returns the byte form the kernel stores `plan` with, if it runs `geom`.
+/// It runs a kernel of depth 1 and at most 3 rows, with stride and dilation
+/// 1 along the height, and a stage with a byte form and no residual sum.
 pub(super) fn applies(geom: &ConvGeometry, plan: &StagePlan) -> Option<LaneForm> {
     let shape = geom.kernel[0] == 1
         && geom.kernel[1] < STACK_ROWS

@@ -27,7 +27,9 @@ use std::arch::x86_64::*;
 use rayon::prelude::*;
 
 use super::pack::{DepthwiseVnniWeights, DEPTHWISE_CHUNK};
-use super::stage::{lane_quantize, pack_bytes, LaneForm, StagePlan};
+use super::stage::{
+    dispatch_byte_form, first_bytes, lane_quantize, pack_bytes, LaneForm, StagePlan,
+};
 use super::{store_tile, SyncPtr};
 use crate::kernels::int8::conv::ConvGeometry;
 use crate::kernels::int8::isa::Isa;
@@ -91,15 +93,6 @@ const UNPACK_ORDER: [i8; 64] = {
     order
 };
 
-/// Returns the mask of the first `count` (at most 64) bytes.
-fn byte_mask(count: usize) -> __mmask64 {
-    if count >= 64 {
-        u64::MAX
-    } else {
-        (1u64 << count) - 1
-    }
-}
-
 /// Accumulators of one tile: 4 per vector, in accumulator order.
 type TileAccumulators = [[__m512i; 4]; TILE_VECTORS];
 
@@ -156,22 +149,10 @@ type StoreFn =
 
 /// Returns the [`store_bytes`] function of `form`, which has no sum.
 fn store_fn(form: LaneForm) -> StoreFn {
-    macro_rules! each {
-        ($($u:literal $a:literal $p:literal $i:literal),*) => {
-            match (form.unsigned, form.act, form.post_relu, form.in_int32) {
-                $(($u, $a, $p, $i) => store_bytes::<$u, $a, $p, $i>,)*
-                _ => unreachable!("activation codes are 0, 1 or 2"),
-            }
-        };
+    fn pick<const U: bool, const A: u8, const P: bool, const I: bool>() -> StoreFn {
+        store_bytes::<U, A, P, I>
     }
-    each!(
-        false 0 false false, false 0 false true, false 0 true false, false 0 true true,
-        false 1 false false, false 1 false true, false 1 true false, false 1 true true,
-        false 2 false false, false 2 false true, false 2 true false, false 2 true true,
-        true 0 false false, true 0 false true, true 0 true false, true 0 true true,
-        true 1 false false, true 1 false true, true 1 true false, true 1 true true,
-        true 2 false false, true 2 false true, true 2 true false, true 2 true true
-    )
+    dispatch_byte_form!(form, pick)
 }
 
 /// Stores one vector's accumulators as 64 int32 in channel (byte) order.
@@ -543,7 +524,7 @@ unsafe fn run_job(layer: &Layer, stages: &[ChunkStage], out: SyncPtr, job: &Job)
             } else {
                 (channels - c0).min(DEPTHWISE_CHUNK)
             };
-            let single_mask = byte_mask(count);
+            let single_mask = first_bytes(count);
             let full_mask = if pixels > 1 { u64::MAX } else { single_mask };
             let weights = layer.weights.chunk_ptr(chunk);
             let mut x = 0;

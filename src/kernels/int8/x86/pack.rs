@@ -404,7 +404,7 @@ pub(super) const STACK_ROWS: usize = 4;
 ///
 /// For each group of 16 channels and width tap `kw`, one vector contains at
 /// byte `4i + kh` the weight of channel `16·group + i` at kernel row `kh` and
-/// width tap `kw`, and 0 past the last channel or row. A shifted copy holds
+/// width tap `kw`, and 0 past the last channel or row. A shifted copy contains
 /// kernel row `kh` at byte `4i + kh + 1`: with it, a stack of the rows that
 /// two adjacent output rows read serves the second row. Vectors are ordered
 /// group, width tap.

@@ -78,6 +78,28 @@ macro_rules! lane_quantize {
 }
 pub(super) use lane_quantize;
 
+/// Calls `$pick::<UNSIGNED, ACT, POST_RELU, IN_INT32>()` with the constants
+/// of the [`LaneForm`] `$form` (which must have no sum), so that each byte
+/// store is compiled per form and branches on none of them.
+macro_rules! dispatch_byte_form {
+    ($form:expr, $pick:ident) => {
+        dispatch_byte_form!(@arms $form, $pick;
+            false 0 false false, false 0 false true, false 0 true false, false 0 true true,
+            false 1 false false, false 1 false true, false 1 true false, false 1 true true,
+            false 2 false false, false 2 false true, false 2 true false, false 2 true true,
+            true 0 false false, true 0 false true, true 0 true false, true 0 true true,
+            true 1 false false, true 1 false true, true 1 true false, true 1 true true,
+            true 2 false false, true 2 false true, true 2 true false, true 2 true true)
+    };
+    (@arms $form:expr, $pick:ident; $($u:literal $a:literal $p:literal $i:literal),*) => {
+        match ($form.unsigned, $form.act, $form.post_relu, $form.in_int32) {
+            $(($u, $a, $p, $i) => $pick::<$u, $a, $p, $i>(),)*
+            _ => unreachable!("activation codes are 0, 1 or 2"),
+        }
+    };
+}
+pub(super) use dispatch_byte_form;
+
 /// Element type of the output buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum OutKind {
@@ -560,28 +582,16 @@ unsafe fn store_bytes<const V: usize, const U: bool, const A: u8, const P: bool,
 /// Returns the [`store_bytes`] functions of `form` (which must have no
 /// sum), by vector count 1 to 4.
 pub(super) fn store_bytes_fns(form: LaneForm) -> [StoreBytesFn; 4] {
-    macro_rules! each {
-        ($($u:literal $a:literal $p:literal $i:literal),*) => {
-            match (form.unsigned, form.act, form.post_relu, form.in_int32) {
-                $(($u, $a, $p, $i) => [
-                    store_bytes::<1, $u, $a, $p, $i>,
-                    store_bytes::<2, $u, $a, $p, $i>,
-                    store_bytes::<3, $u, $a, $p, $i>,
-                    store_bytes::<4, $u, $a, $p, $i>,
-                ],)*
-                _ => unreachable!("activation codes are 0, 1 or 2"),
-            }
-        };
+    fn by_vectors<const U: bool, const A: u8, const P: bool, const I: bool>() -> [StoreBytesFn; 4] {
+        [
+            store_bytes::<1, U, A, P, I>,
+            store_bytes::<2, U, A, P, I>,
+            store_bytes::<3, U, A, P, I>,
+            store_bytes::<4, U, A, P, I>,
+        ]
     }
     assert!(!form.sum, "store_bytes_fns: the form has a sum");
-    each!(
-        false 0 false false, false 0 false true, false 0 true false, false 0 true true,
-        false 1 false false, false 1 false true, false 1 true false, false 1 true true,
-        false 2 false false, false 2 false true, false 2 true false, false 2 true true,
-        true 0 false false, true 0 false true, true 0 true false, true 0 true true,
-        true 1 false false, true 1 false true, true 1 true false, true 1 true true,
-        true 2 false false, true 2 false true, true 2 true false, true 2 true true
-    )
+    dispatch_byte_form!(form, by_vectors)
 }
 
 /// Narrows 4 vectors of int32 to 64 bytes with saturation (`vpackssdw`,
